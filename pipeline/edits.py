@@ -1,0 +1,112 @@
+"""Edits users make to a landmark track. Each takes a track and returns a new one (inputs are not changed).
+
+Motion edits work in the canonical space (see :mod:`pipeline.canonical`), so they mean the same thing
+whatever the head pose and photo size, and are posed back with each frame's own transform.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+from scipy.ndimage import gaussian_filter1d
+
+from .canonical import from_canonical, to_canonical
+from .landmarks import LandmarkTrack
+from .regions import EYELID_PAIRS, LOWER_FACE, NUM_POINTS
+
+#: Frames a blink takes to close and to reopen at 25 fps (scaled with the frame rate).
+BLINK_CLOSE_S = 0.08
+BLINK_OPEN_S = 0.16
+
+
+def smooth(track: LandmarkTrack, sigma_frames: float = 1.0) -> LandmarkTrack:
+    """Temporal Gaussian smoothing of every point (``sigma_frames`` in frames; 0 leaves it as is)."""
+    if sigma_frames <= 0 or track.num_frames < 2:
+        return track.replace(track.frames.copy())
+    frames = gaussian_filter1d(track.frames.astype(np.float64), sigma_frames, axis=0, mode="nearest")
+    return track.replace(frames)
+
+
+def scale_motion(
+    track: LandmarkTrack, factor: float, points: Sequence[int] = LOWER_FACE
+) -> LandmarkTrack:
+    """Scale the motion of ``points`` (default: lips and jaw) about the face's neutral shape.
+
+    ``factor`` 1 keeps the track, 0 freezes those points at rest, 1.5 exaggerates the motion.
+    """
+    canon, matrices = track.canonical()
+    neutral, _ = to_canonical(track.neutral)
+    idx = list(points)
+    canon[:, idx] = neutral[idx] + factor * (canon[:, idx] - neutral[idx])
+    return track.replace(from_canonical(canon, matrices))
+
+
+def blink_profile(num_frames: int, fps: float, starts: Sequence[float]) -> np.ndarray:
+    """Eyelid closure per frame (0 open, 1 shut) for blinks starting at ``starts`` seconds."""
+    t = np.arange(num_frames) / fps
+    closure = np.zeros(num_frames)
+    for start in starts:
+        rel = t - start
+        closing = np.clip(rel / BLINK_CLOSE_S, 0, 1)
+        opening = np.clip(1 - (rel - BLINK_CLOSE_S) / BLINK_OPEN_S, 0, 1)
+        one = np.where(rel < BLINK_CLOSE_S, closing, opening) * (rel >= 0)
+        closure = np.maximum(closure, 0.5 - 0.5 * np.cos(np.pi * one))
+    return closure
+
+
+def random_blink_times(duration: float, rate_per_minute: float, rng: np.random.Generator) -> list[float]:
+    """Blink start times with natural spacing (gamma-distributed gaps around the mean rate)."""
+    if rate_per_minute <= 0:
+        return []
+    mean_gap = 60.0 / rate_per_minute
+    times, t = [], float(rng.uniform(0.3, 0.8) * mean_gap)
+    while t < duration - BLINK_CLOSE_S:
+        times.append(t)
+        t += float(rng.gamma(4.0, mean_gap / 4.0)) + BLINK_CLOSE_S + BLINK_OPEN_S
+    return times
+
+
+def add_blinks(
+    track: LandmarkTrack,
+    times: Optional[Sequence[float]] = None,
+    rate_per_minute: float = 15.0,
+    seed: int = 0,
+) -> LandmarkTrack:
+    """Close the eyelids at ``times`` (seconds), or at random natural times at ``rate_per_minute``."""
+    if times is None:
+        times = random_blink_times(track.duration, rate_per_minute, np.random.default_rng(seed))
+    closure = blink_profile(track.num_frames, track.fps, times)
+    if not closure.any():
+        return track.replace(track.frames.copy())
+    canon, matrices = track.canonical()
+    for upper, lower in EYELID_PAIRS:
+        meet = 0.5 * (canon[:, upper] + canon[:, lower])
+        # the upper lid travels most of the way, the lower lid a little, as in real blinks
+        canon[:, upper] += closure[:, None] * 0.85 * 2 * (meet - canon[:, upper])
+        canon[:, lower] += closure[:, None] * 0.15 * 2 * (meet - canon[:, lower])
+    return track.replace(from_canonical(canon, matrices), blinks=[round(float(t), 3) for t in times])
+
+
+def move_point(
+    track: LandmarkTrack,
+    frame: int,
+    point: int,
+    position: Sequence[float],
+    radius_frames: int = 4,
+) -> LandmarkTrack:
+    """Move one point on one frame to ``position`` (pixels), easing the change into the neighbouring
+    ``radius_frames`` frames on each side with a raised-cosine weight."""
+    if not 0 <= frame < track.num_frames:
+        raise IndexError(f"frame {frame} is outside the track (0..{track.num_frames - 1})")
+    if not 0 <= point < NUM_POINTS:
+        raise IndexError(f"point {point} is not one of the 68 landmarks")
+    delta = np.asarray(position, dtype=np.float64) - track.frames[frame, point]
+    offsets = np.arange(-radius_frames, radius_frames + 1)
+    weights = 0.5 + 0.5 * np.cos(np.pi * offsets / (radius_frames + 1))
+    frames = track.frames.astype(np.float64)
+    for off, weight in zip(offsets, weights):
+        f = frame + off
+        if 0 <= f < track.num_frames:
+            frames[f, point] += weight * delta
+    return track.replace(frames)

@@ -1,0 +1,42 @@
+"""Shared fixtures: a public-domain portrait (scikit-image's astronaut) and synthetic speech-like audio."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    import skimage.data
+
+    return skimage.data.astronaut()
+
+
+@pytest.fixture(scope="session")
+def analyzer():
+    from pipeline.face import FaceAnalyzer
+
+    return FaceAnalyzer()
+
+
+@pytest.fixture(scope="session")
+def astronaut_landmarks(astronaut, analyzer) -> np.ndarray:
+    return analyzer.detect(astronaut).landmarks
+
+
+def speechlike(seconds: float, sr: int = 16000, seed: int = 0) -> np.ndarray:
+    """Voiced bursts (syllables about 4 per second) over a faint noise floor."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    envelope = np.clip(np.sin(2 * np.pi * 2.0 * t), 0, None) ** 2
+    voice = sum(np.sin(2 * np.pi * f * t) / k for k, f in enumerate((140, 280, 420, 700), start=1))
+    return (0.3 * envelope * voice + 0.003 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+@pytest.fixture
+def speech_wav(tmp_path):
+    path = tmp_path / "speech.wav"
+    sf.write(path, speechlike(2.0), 16000)
+    return path

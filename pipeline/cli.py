@@ -29,17 +29,19 @@ def _add_render_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", help="print only errors")
     parser = argparse.ArgumentParser(prog="python -m pipeline", description="Talking-face generator.")
-    parser.add_argument("-q", "--quiet", action="store_true", help="print only errors")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    extract = sub.add_parser("extract", help="landmark track (JSON) of every frame of a talking-face video")
+    extract = sub.add_parser("extract", parents=[common],
+                             help="landmark track (JSON) of every frame of a talking-face video")
     extract.add_argument("--video", required=True, type=Path)
     extract.add_argument("-o", "--output", required=True, type=Path, help="track.json to write")
     extract.add_argument("--smoothing", type=float, default=0.7, help="temporal smoothing (frames, 0 = none)")
     extract.add_argument("--landmark-backend", choices=("dlib", "fan"), default="dlib")
 
-    render = sub.add_parser("render", help="render a photo driven by a landmark track into an mp4")
+    render = sub.add_parser("render", parents=[common], help="render a photo driven by a landmark track into an mp4")
     render.add_argument("--image", required=True, type=Path, help="portrait photo")
     render.add_argument("--landmarks", required=True, type=Path, help="track.json (from extract, or edited)")
     render.add_argument("--audio", type=Path, help="speech to mux in; the video lasts as long as the audio")

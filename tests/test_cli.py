@@ -1,0 +1,102 @@
+"""The command line as a user runs it: real files in, an mp4 or a one-line error out."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from PIL import Image
+
+from pipeline.cli import fit_length, main
+from pipeline.landmarks import LandmarkTrack
+from pipeline.video import Mp4Writer, probe_duration
+from tests.conftest import speechlike
+from tests.test_video import ffprobe_text
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, astronaut, astronaut_landmarks):
+    """A photo, speech, and a driving video of another 'person' (the astronaut mirrored and scaled)."""
+    d = tmp_path_factory.mktemp("cli")
+    Image.fromarray(astronaut).save(d / "photo.png")
+    sf.write(d / "speech.wav", speechlike(1.0), 16000)
+    other = np.asarray(Image.fromarray(astronaut[:, ::-1]).resize((400, 400)))
+    with Mp4Writer(d / "driver.mp4", fps=25) as writer:
+        for i in range(30):
+            writer.write(np.roll(other, i // 3, axis=0))
+    return d
+
+
+def test_extract_then_render_onto_another_face(files, capsys):
+    track_path = files / "track.json"
+    assert main(["extract", "--video", str(files / "driver.mp4"), "-o", str(track_path)]) == 0
+    track = LandmarkTrack.load(track_path)
+    assert track.num_frames == 30 and track.image_size == (400, 400)
+    out = files / "out.mp4"
+    code = main(["render", "--image", str(files / "photo.png"), "--landmarks", str(track_path),
+                 "--audio", str(files / "speech.wav"), "-o", str(out)])
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "Retargeted" in err and "longer than the audio" in err
+    frames, seconds = probe_duration(out)
+    assert frames == 25 and abs(seconds - 1.0) < 1 / 25
+    info = ffprobe_text(out)
+    assert "256x256" in info and "aac" in info
+
+
+@pytest.fixture(scope="module")
+def still_track(files, astronaut_landmarks) -> Path:
+    """Ten frames of the photo's own face at rest."""
+    track = LandmarkTrack(np.repeat(astronaut_landmarks[None], 10, axis=0), 25, (512, 512))
+    return track.save(files / "still.json")
+
+
+def test_render_full_photo(files, still_track):
+    out = files / "full.mp4"
+    assert main(["render", "--image", str(files / "photo.png"), "--landmarks", str(still_track),
+                 "-o", str(out), "--full", "-q"]) == 0
+    assert "512x512" in ffprobe_text(out)
+
+
+@pytest.mark.parametrize(
+    "setup, words",
+    [
+        (lambda d: (d / "photo.png", d / "nope.json", d / "speech.wav"), "does not exist"),
+        (lambda d: (d / "speech.wav", d / "track.json", d / "speech.wav"), "not an image"),
+        (lambda d: (d / "photo.png", d / "speech.wav", d / "speech.wav"), "not valid JSON"),
+        (lambda d: (d / "photo.png", d / "track.json", d / "photo.png"), "not a recording"),
+    ],
+)
+def test_bad_input_gives_one_line_and_nonzero_exit(files, setup, words):
+    if not (files / "track.json").exists():
+        main(["extract", "--video", str(files / "driver.mp4"), "-o", str(files / "track.json"), "-q"])
+    image, landmarks, audio = setup(files)
+    run = subprocess.run(
+        [sys.executable, "-m", "pipeline", "render", "--image", str(image), "--landmarks", str(landmarks),
+         "--audio", str(audio), "-o", str(files / "x.mp4")],
+        capture_output=True, text=True, cwd=REPO,
+    )
+    assert run.returncode == 2
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], run.stderr
+
+
+def test_no_face_photo(files, still_track, capsys):
+    Image.new("RGB", (300, 300), (120, 140, 160)).save(files / "wall.png")
+    code = main(["render", "--image", str(files / "wall.png"), "--landmarks", str(still_track),
+                 "-o", str(files / "y.mp4")])
+    assert code == 2 and "No face" in capsys.readouterr().err
+
+
+def test_fit_length(astronaut_landmarks):
+    frames = np.zeros((5, 68, 2), np.float32)
+    same, note = fit_length(frames, 5, astronaut_landmarks)
+    assert same is frames and note == ""
+    longer, note = fit_length(frames, 8, astronaut_landmarks)
+    assert longer.shape == (8, 68, 2) and np.allclose(longer[-1], astronaut_landmarks) and "rests" in note
+    shorter, note = fit_length(frames, 3, astronaut_landmarks)
+    assert shorter.shape == (3, 68, 2) and "longer" in note

@@ -1,0 +1,629 @@
+"""Fast landmark-driven renderer: piecewise-affine warping of one photo to follow a landmark track.
+
+:meth:`WarpRenderer.prepare` does all per-photo work once: it fixes the output crop (or, in full mode,
+the face region of the photo), builds a triangle mesh over the 68 landmarks plus extra points and
+records the photo's colours for what a warp cannot show. The mesh has these kinds of vertices:
+
+* the 68 landmarks, which follow the target frame, and midpoints on the inner-lip and eye outlines
+  (Catmull-Rom curves through the landmarks), so open lips and lids stay round;
+* eyelid creases between each brow and eye, carried by their brow point (turning and scaling with
+  the head), so a blink stretches the upper-lid skin over the eye instead of pulling the brow down;
+* head points (forehead row above the brows, a skull arc mirrored from the jaw, the ears), which move
+  rigidly with the per-frame similarity of the stable points, so head motion carries the whole head;
+* anchors on the border of the region, which never move, so the background stays put.
+
+The topology is a Delaunay triangulation computed once, with the lip, eye, brow and jaw outlines
+forced in as edges (so the upper lip never stretches into the lower one, nor the eyelids into each
+other). :meth:`WarpRenderer.render` then, for each frame, rasterises the destination triangles into an
+index image (folded triangles first, so valid ones win), turns it into a per-pixel source map with a
+table of per-triangle affines and samples the photo with ``cv2.remap``. Last it paints what the photo
+does not have: the inside of a mouth opened wider than the photo's (:mod:`pipeline.render.mouth`) and
+the skin of an upper lid closing over the eye, mirrored from under the eye, with a lash line.
+
+Full mode warps a region of the photo at its own resolution; a region over ``MAX_WORK_SIDE`` pixels
+is warped on a grid shrunk by a whole factor, and only the area that moves is enlarged back and
+blended in, so huge photos stay fast and their still parts keep every pixel.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from scipy.spatial import Delaunay
+
+from ..canonical import apply_transform, inter_ocular, invert_transform
+from ..errors import InputError
+from ..images import load_image
+from ..regions import (
+    EYELID_PAIRS,
+    INNER_LIP,
+    INNER_LIP_PAIRS,
+    JAW,
+    LEFT_BROW,
+    NUM_POINTS,
+    OUTER_LIP,
+    RIGHT_BROW,
+    STABLE,
+)
+from .mouth import (
+    Band,
+    MouthStyle,
+    blend,
+    bounding_box,
+    fill_amount,
+    inner_opening,
+    mouth_style,
+    paint_mouth,
+    polygon_pixels,
+    smoothstep,
+)
+
+#: Side of the output crop and of the full-mode region, in face sizes (landmark bounding box side).
+#: The crop shrinks towards MIN_CROP_SCALE rather than leave a small photo, and slides to stay inside
+#: it; only what still falls outside is filled by repeating the photo's edge.
+CROP_SCALE = 2.2
+MIN_CROP_SCALE = 2.0
+REGION_SCALE = 2.5
+#: The crop centre sits this many face sizes above the nose tip.
+CENTRE_RAISE = 0.1
+#: Full mode warps regions wider than this many pixels on a grid shrunk by a whole factor, and
+#: upsamples only the area that changes (pixels moved by more than CHANGE_THRESHOLD photo pixels).
+MAX_WORK_SIDE = 1024
+CHANGE_THRESHOLD = 0.25
+#: Forehead points sit this far (inter-ocular units) above the brows.
+FOREHEAD_RAISE = 0.42
+#: Ear points sit this far (fractions of the jaw width) outside the ends of the jaw.
+EAR_OFFSET = 0.2
+#: Upper and lower outline (corner, lid, lid, corner) of each eye (right, left), the brow points above
+#: the upper one, and the pairs of lid points that meet in a blink.
+UPPER_EYELIDS = ((36, 37, 38, 39), (42, 43, 44, 45))
+LOWER_EYELIDS = ((36, 41, 40, 39), (42, 47, 46, 45))
+BROWS_ABOVE = ((18, 19, 20, 21), (22, 23, 24, 25))
+EYE_LID_PAIRS = (EYELID_PAIRS[:2], EYELID_PAIRS[2:])
+#: Eyelid creases sit this fraction of the way from the upper eye outline to the brow.
+CREASE_FRACTION = 0.4
+#: The closing lid is painted with the photo's lid skin from these closures (1 - opening / photo's) on.
+LID_PAINT_CLOSURE = (0.25, 0.9)
+#: The lid skin is mirrored from under the eye, from this far (inter-ocular units) below the lid line.
+LID_MIRROR_GAP = 0.08
+#: Thickness of the painted lash line, inter-ocular units.
+LASH_WIDTH = 0.016
+#: Photo eyes opened less than this (inter-ocular units) are taken as closed: no lid painting.
+MIN_EYE_OPENING = 0.02
+#: Head points closer than this (inter-ocular units) to another mesh point are dropped.
+MIN_SPACING = 0.15
+#: Head points are kept this far (fraction of the region side) inside the region border.
+BORDER_MARGIN = 0.04
+#: Mouth and eye openings forced on the layout used to triangulate (inter-ocular units).
+LAYOUT_GAP = 0.06
+#: Anchors per region side (corners included).
+ANCHORS_PER_SIDE = 5
+#: Destination triangles with less area than this (square pixels) get a plain translation.
+MIN_AREA = 1e-3
+
+
+#: Outlines (corner to corner) that get a curve midpoint between each pair of landmarks.
+CURVES = (
+    (60, 61, 62, 63, 64),
+    (60, 67, 66, 65, 64),
+    (36, 37, 38, 39),
+    (36, 41, 40, 39),
+    (42, 43, 44, 45),
+    (42, 47, 46, 45),
+)
+
+
+def _chain(indices: tuple[int, ...]) -> list[tuple[int, int]]:
+    return [(indices[i], indices[i + 1]) for i in range(len(indices) - 1)]
+
+
+def _curve_midpoints() -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Weights ``(D, 68)`` giving the Catmull-Rom midpoints of :data:`CURVES` from the landmarks, and
+    the outline edges through them (midpoint ``d`` is mesh vertex ``NUM_POINTS + d``)."""
+    rows, edges = [], []
+    for curve in CURVES:
+        for i, (a, b) in enumerate(_chain(curve)):
+            row = np.zeros(NUM_POINTS)
+            row[a] += 9 / 16
+            row[b] += 9 / 16
+            # the neighbours beyond each end; past a corner, the mirror image of the next point
+            for near, far, k in ((a, b, i - 1), (b, a, i + 2)):
+                if 0 <= k < len(curve):
+                    row[curve[k]] -= 1 / 16
+                else:
+                    row[near] -= 2 / 16
+                    row[far] += 1 / 16
+            vertex = NUM_POINTS + len(rows)
+            rows.append(row)
+            edges += [(a, vertex), (vertex, b)]
+    return np.asarray(rows), edges
+
+
+MIDPOINT_WEIGHTS, _CURVE_EDGES = _curve_midpoints()
+#: Outline edges the triangulation must contain.
+CONSTRAINED_EDGES = (
+    _CURVE_EDGES
+    + _chain(OUTER_LIP + OUTER_LIP[:1])
+    + [(48, 60), (54, 64)]
+    + _chain(RIGHT_BROW)
+    + _chain(LEFT_BROW)
+    + _chain(JAW)
+)
+#: Mesh vertices before the eyelid creases: the landmarks and the curve midpoints.
+FACE_VERTICES = NUM_POINTS + len(MIDPOINT_WEIGHTS)
+
+
+@dataclass
+class WarpContext:
+    """Everything :meth:`WarpRenderer.render` needs about one photo; computed once, never modified."""
+
+    full: bool
+    photo: np.ndarray  # (H, W, 3) uint8 RGB, the input photo
+    source: np.ndarray  # what the warp samples: the crop at output size, or (full mode) the region at canvas size
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1 in photo pixels: the crop square (may leave the photo) or region
+    to_canvas: np.ndarray  # (2, 3) photo pixels -> canvas pixels (the output crop, or the warp's working grid)
+    canvas_size: tuple[int, int]  # width, height of the canvas
+    downscale: int  # full mode: photo pixels per canvas pixel (1 unless the region is huge); crop mode: 1
+    triangles: np.ndarray  # (K, 3) int32 vertex indices, counter-clockwise on the layout
+    mesh: np.ndarray  # (N, 2) float64 canvas positions of the mesh vertices in the photo
+    carriers: np.ndarray  # (A,) brow point carrying each crease vertex (vertices FACE_VERTICES : +A)
+    num_head: int  # the next num_head vertices move rigidly with the head; the rest are fixed anchors
+    grid_x: np.ndarray  # (h, w) float32 canvas x of each pixel
+    grid_y: np.ndarray  # (h, w) float32 canvas y of each pixel
+    style: MouthStyle
+    photo_opening: float  # the photo's inner-lip opening, inter-ocular units
+    eye_openings: np.ndarray  # (2,) the photo's eye openings (right, left), inter-ocular units
+    lid_colours: np.ndarray  # (2, 3) float32 RGB of each upper lid's skin
+    lash_colours: np.ndarray  # (2, 3) float32 RGB of each upper lash line
+
+
+def _similarities(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarities ``(T, 2, 3)`` taking the points ``src (n, 2)`` to each ``dst (T, n, 2)``."""
+    mu_s, mu_d = src.mean(axis=0), dst.mean(axis=1)
+    s, d = src - mu_s, dst - mu_d[:, None]
+    norm = max(float((s**2).sum()), 1e-12)
+    a = (s[:, 0] * d[..., 0] + s[:, 1] * d[..., 1]).sum(-1) / norm
+    b = (s[:, 0] * d[..., 1] - s[:, 1] * d[..., 0]).sum(-1) / norm
+    matrices = np.empty((len(dst), 2, 3))
+    matrices[:, 0, 0], matrices[:, 0, 1], matrices[:, 1, 0], matrices[:, 1, 1] = a, -b, b, a
+    matrices[:, :, 2] = mu_d - np.einsum("tij,j->ti", matrices[:, :, :2], mu_s)
+    return matrices
+
+
+def _cross(o: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    return float((a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0]))
+
+
+def _crosses(p: np.ndarray, a: int, b: int, c: int, d: int) -> bool:
+    """Whether segments ``ab`` and ``cd`` cross at a point inside both."""
+    return (
+        _cross(p[a], p[b], p[c]) * _cross(p[a], p[b], p[d]) < 0
+        and _cross(p[c], p[d], p[a]) * _cross(p[c], p[d], p[b]) < 0
+    )
+
+
+def _edge_index(tris: list[list[int]]) -> dict[tuple[int, int], int]:
+    return {(t[i], t[(i + 1) % 3]): k for k, t in enumerate(tris) for i in range(3)}
+
+
+def _force_edge(p: np.ndarray, tris: list[list[int]], a: int, b: int) -> None:
+    """Flip edges until ``ab`` is an edge of the triangulation (Sloan 1993); gives up on degenerate input."""
+    edges = _edge_index(tris)
+    if (a, b) in edges or (b, a) in edges:
+        return
+    queue = deque(
+        (c, d) for (c, d) in edges if c < d and (d, c) in edges and not {c, d} & {a, b} and _crosses(p, a, b, c, d)
+    )
+    budget = 50 * len(queue) + 100
+    while queue and budget > 0:
+        budget -= 1
+        c, d = queue.popleft()
+        k1, k2 = edges.get((c, d)), edges.get((d, c))
+        if k1 is None or k2 is None:
+            continue
+        e = next(v for v in tris[k1] if v not in (c, d))
+        f = next(v for v in tris[k2] if v not in (c, d))
+        if not _crosses(p, c, d, e, f):  # the quad is not convex: try again after other flips
+            queue.append((c, d))
+            continue
+        tris[k1], tris[k2] = [e, c, f], [f, d, e]
+        edges = _edge_index(tris)
+        if not {e, f} & {a, b} and _crosses(p, a, b, e, f):
+            queue.append((e, f))
+
+
+def _triangulate(layout: np.ndarray) -> np.ndarray:
+    """Delaunay triangles of ``layout`` with :data:`CONSTRAINED_EDGES` forced in, counter-clockwise."""
+    tris = [
+        [int(a), int(b), int(c)] if _cross(layout[a], layout[b], layout[c]) > 0 else [int(a), int(c), int(b)]
+        for a, b, c in Delaunay(layout).simplices
+    ]
+    for a, b in CONSTRAINED_EDGES:
+        _force_edge(layout, tris, a, b)
+    return np.asarray(tris, dtype=np.int32)
+
+
+def _down_vectors(points: np.ndarray) -> np.ndarray:
+    """Unit vectors ``(..., 2)`` perpendicular to the eye line, pointing from the brows to the chin."""
+    eye = points[..., 45, :] - points[..., 36, :]
+    down = np.stack([-eye[..., 1], eye[..., 0]], axis=-1)
+    return down / np.maximum(np.linalg.norm(down, axis=-1, keepdims=True), 1e-9)
+
+
+def _eye_openings(points: np.ndarray) -> np.ndarray:
+    """Openings ``(..., 2)`` of the right and left eye of faces ``(..., 68, 2)``, inter-ocular units."""
+    down = _down_vectors(points)[..., None, :]
+    openings = []
+    for pairs in EYE_LID_PAIRS:
+        upper, lower = [p for p, _ in pairs], [q for _, q in pairs]
+        openings.append(((points[..., lower, :] - points[..., upper, :]) * down).sum(-1).mean(-1))
+    return np.maximum(np.stack(openings, axis=-1), 0.0) / np.maximum(inter_ocular(points), 1e-9)[..., None]
+
+
+def _lid_colours(photo: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Colour of each upper lid's skin and of its lash line, ``(2, 3)`` each.
+
+    The lid colour mixes the photo's lid (between lashes and crease, often made up or shadowed) with
+    more of the skin just under the eye, which keeps a closed lid skin-coloured and lit like its place.
+    """
+    iod = float(inter_ocular(ref))
+    down = _down_vectors(ref)
+    lids, lashes = [], []
+    for outline, lower, brows in zip(UPPER_EYELIDS, LOWER_EYELIDS, BROWS_ABOVE):
+        eye, brow, under = ref[list(outline)], ref[list(brows)], ref[list(lower)]
+        rows = [eye + f * (brow - eye) for f in (-0.08, 0.12, 0.2, 0.5)]
+        lid = polygon_pixels(photo, [np.concatenate([rows[2], rows[3][::-1]])])
+        lash = polygon_pixels(photo, [np.concatenate([rows[0], rows[1][::-1]])])
+        cheek = polygon_pixels(photo, [np.concatenate([under + 0.04 * iod * down, (under + 0.16 * iod * down)[::-1]])])
+        skin = np.median(cheek, axis=0) if len(cheek) else np.full(3, 170.0)
+        lids.append(0.6 * (np.median(lid, axis=0) if len(lid) else skin) + 0.4 * skin)
+        lashes.append(np.percentile(lash, 10, axis=0) if len(lash) else np.full(3, 40.0))
+    return np.asarray(lids, np.float32), np.asarray(lashes, np.float32)
+
+
+def _paint_eyelid(
+    frame: np.ndarray,
+    crease: np.ndarray,
+    lid: np.ndarray,
+    amount: float,
+    iod: float,
+    skin: np.ndarray,
+    lash: np.ndarray,
+) -> None:
+    """Cover a closing eye with lid skin and a lash line, between its ``crease`` and ``lid`` outlines (4 points).
+
+    The skin is the frame's own skin under the eye, mirrored up over the lid (so it has the texture and
+    light of that place), tinted with the photo's lid colour ``skin`` and shaded round.
+    """
+    if amount <= 0.0:
+        return
+    lash_width = max(0.8, LASH_WIDTH * iod)
+    box = bounding_box(np.concatenate([crease, lid]), 2.0 * lash_width + 1.0, frame.shape)
+    if box is None:
+        return
+    band = Band.of(box, crease, lid)
+    above_lid, height = band.from_bottom, band.height
+    u = np.clip(band.u, 0.0, 1.0)
+    bulge = np.sin(np.pi * u)
+    along = smoothstep(-0.02, 0.2, band.u) * smoothstep(1.02, 0.8, band.u)
+    cover = smoothstep(1.0, 0.45, above_lid / height) * smoothstep(-0.5 * lash_width, 0.0, above_lid)
+    thickness = lash_width * (0.45 + 0.55 * np.sqrt(bulge))
+    line = smoothstep(thickness, 0.2 * thickness, above_lid) * smoothstep(-0.6 * thickness, 0.0, above_lid)
+
+    span = lid[-1] - lid[0]
+    down = np.array([-span[1], span[0]]) / max(float(np.hypot(*span)), 1e-6)
+    ys, xs = np.mgrid[box[1] : box[3], box[0] : box[2]].astype(np.float32)
+    reach = (2.0 * np.maximum(above_lid, 0.0) + LID_MIRROR_GAP * iod).astype(np.float32)
+    map_x, map_y = xs + reach * np.float32(down[0]), ys + reach * np.float32(down[1])
+    mirrored = cv2.remap(frame, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+    shade = 0.9 + 0.08 * bulge * smoothstep(0.0, 0.5, above_lid / height)
+    colour = (0.5 * mirrored + 0.5 * skin) * shade[..., None]
+    colour += (lash - colour) * (0.85 * line)[..., None]
+    blend(frame, box, colour, amount * along * np.maximum(cover, line))
+
+
+def _head_points(ref: np.ndarray, taken: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Points that move rigidly with the head, extrapolated from the face ``ref`` (68 points).
+
+    Only points inside the canvas and away from the ``taken`` mesh points and each other are kept.
+    """
+    iod = float(inter_ocular(ref))
+    forehead = ref[[17, 19, 21, 22, 24, 26]] - FOREHEAD_RAISE * iod * _down_vectors(ref)
+    a, b = ref[0], ref[16]
+    axis = (b - a) / max(float(np.hypot(*(b - a))), 1e-9)
+    jaw = ref[[2, 5, 8, 11, 14]]
+    feet = a + np.outer((jaw - a) @ axis, axis)
+    skull = 2.0 * feet - jaw  # the jaw mirrored over the line through its ends: the top of the head
+    ears = np.array([a - EAR_OFFSET * (b - a), b + EAR_OFFSET * (b - a)])
+    margin = BORDER_MARGIN * max(size)
+    kept: list[np.ndarray] = []
+    for point in np.concatenate([forehead, ears, skull]):
+        inside = margin <= point[0] <= size[0] - 1 - margin and margin <= point[1] <= size[1] - 1 - margin
+        others = np.concatenate([taken, np.reshape(kept, (-1, 2))])
+        if inside and np.hypot(*(others - point).T).min() >= MIN_SPACING * iod:
+            kept.append(point)
+    return np.reshape(kept, (-1, 2))
+
+
+def _anchors(size: tuple[int, int]) -> np.ndarray:
+    """Fixed points just outside the canvas border, so every pixel lies inside the mesh."""
+    w, h = size
+    xs, ys = np.linspace(-1.0, w, ANCHORS_PER_SIDE), np.linspace(-1.0, h, ANCHORS_PER_SIDE)
+    top = np.stack([xs, np.full_like(xs, -1.0)], 1)
+    bottom = np.stack([xs, np.full_like(xs, h)], 1)
+    left = np.stack([np.full_like(ys[1:-1], -1.0), ys[1:-1]], 1)
+    right = np.stack([np.full_like(ys[1:-1], w), ys[1:-1]], 1)
+    return np.concatenate([top, bottom, left, right])
+
+
+def _open_layout(mesh: np.ndarray) -> np.ndarray:
+    """The mesh with closed mouth and eyes pulled open, so their outlines triangulate cleanly."""
+    layout = mesh.copy()
+    landmarks = layout[:NUM_POINTS]
+    gap = LAYOUT_GAP * float(inter_ocular(landmarks))
+    down = _down_vectors(landmarks)
+    for up, lo in INNER_LIP_PAIRS + EYELID_PAIRS:
+        if (landmarks[lo] - landmarks[up]) @ down < gap:
+            middle = (landmarks[up] + landmarks[lo]) / 2
+            landmarks[up], landmarks[lo] = middle - down * gap / 2, middle + down * gap / 2
+    layout[NUM_POINTS:FACE_VERTICES] = MIDPOINT_WEIGHTS @ landmarks
+    return layout
+
+
+def _affine_tables(dst: np.ndarray, src: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """Per-triangle affines from destination to source, ``(T, K + 1, 6)`` float32 rows (ax, bx, cx, ay, by, cy).
+
+    ``source_x = ax * x + bx * y + cx`` (likewise y) inside each destination triangle. Degenerate
+    destination triangles get the translation of their centroid. The extra last row is the identity.
+    """
+    d = dst[:, triangles]  # (T, K, 3, 2)
+    s = np.broadcast_to(src[triangles], d.shape)
+    d1, d2 = d[:, :, 1] - d[:, :, 0], d[:, :, 2] - d[:, :, 0]
+    det = d1[..., 0] * d2[..., 1] - d2[..., 0] * d1[..., 1]
+    ok = np.abs(det) > 2 * MIN_AREA
+    safe = np.where(ok, det, 1.0)
+    tables = np.zeros(dst.shape[:1] + (len(triangles) + 1, 6))
+    for axis in (0, 1):
+        s0, s1, s2 = s[:, :, 0, axis], s[:, :, 1, axis], s[:, :, 2, axis]
+        a = ((s1 - s0) * d2[..., 1] - (s2 - s0) * d1[..., 1]) / safe
+        b = (d1[..., 0] * (s2 - s0) - d2[..., 0] * (s1 - s0)) / safe
+        a = np.where(ok, a, 1.0 if axis == 0 else 0.0)
+        b = np.where(ok, b, 0.0 if axis == 0 else 1.0)
+        shift = s.mean(axis=2)[..., axis] - a * d.mean(axis=2)[..., 0] - b * d.mean(axis=2)[..., 1]
+        tables[:, :-1, 3 * axis : 3 * axis + 3] = np.stack([a, b, shift], axis=-1)
+    tables[:, -1] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+    return tables.astype(np.float32)
+
+
+def destinations(ctx: WarpContext, frames: np.ndarray) -> np.ndarray:
+    """Canvas positions ``(T, N, 2)`` of all mesh vertices for target landmark frames ``(T, 68, 2)``."""
+    landmarks = apply_transform(ctx.to_canvas, frames)
+    midpoints = np.einsum("dn,tnj->tdj", MIDPOINT_WEIGHTS, landmarks)
+    stable = list(STABLE)
+    motion = _similarities(ctx.mesh[stable], landmarks[:, stable])
+    linear = motion[:, :, :2]
+    start = FACE_VERTICES + len(ctx.carriers)
+    offsets = ctx.mesh[FACE_VERTICES:start] - ctx.mesh[ctx.carriers]
+    creases = landmarks[:, ctx.carriers] + np.einsum("tij,nj->tni", linear, offsets)
+    head = np.einsum("tij,nj->tni", linear, ctx.mesh[start : start + ctx.num_head]) + motion[:, None, :, 2]
+    head = np.clip(head, 1.0, np.array(ctx.canvas_size) - 2.0)  # stay inside the fixed border
+    anchors = ctx.mesh[start + ctx.num_head :]
+    return np.concatenate(
+        [landmarks, midpoints, creases, head, np.broadcast_to(anchors, (len(frames),) + anchors.shape)], axis=1
+    )
+
+
+def source_map(
+    ctx: WarpContext, dst: np.ndarray, table: np.ndarray, box: tuple[int, int, int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Canvas source coordinates ``(map_x, map_y)`` of the canvas pixels in ``box`` (x0, y0, x1, y1).
+
+    ``dst`` are the mesh vertices of one frame, ``table`` its :func:`_affine_tables` rows. Each pixel
+    takes the affine of the destination triangle it lies in; where triangles overlap (a fold), an
+    unfolded one wins; the last row of ``table`` is for pixels no triangle covers.
+    """
+    x0, y0, x1, y1 = box
+    ids = np.full((y1 - y0, x1 - x0), len(ctx.triangles), np.uint16)
+    corners = np.round((dst[ctx.triangles] - (x0, y0)) * 16).astype(np.int32)
+    e1, e2 = corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
+    area = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+    for k in np.argsort(area > 0, kind="stable"):  # folded and flat triangles first: valid ones paint over them
+        cv2.fillConvexPoly(ids, corners[k], int(k), cv2.LINE_8, 4)
+    gx, gy = ctx.grid_x[y0:y1, x0:x1], ctx.grid_y[y0:y1, x0:x1]
+    ax, bx, cx, ay, by, cy = (np.take(table[:, i], ids) for i in range(6))
+    return ax * gx + bx * gy + cx, ay * gx + by * gy + cy
+
+
+class WarpRenderer:
+    """Render a photo's face following landmark frames, by piecewise-affine warping (CPU, no model).
+
+    ``size`` is the side of the output in crop mode; ``full`` pastes the warped face region back into
+    the whole photo instead; ``mouth_fill`` paints teeth and a dark cavity into mouths opened wider than
+    the photo's.
+    """
+
+    def __init__(self, size: int = 256, full: bool = False, mouth_fill: bool = True) -> None:
+        if int(size) < 32:
+            raise ValueError(f"The output size must be at least 32 pixels; got {size}.")
+        self.size = int(size)
+        self.full = bool(full)
+        self.mouth_fill = bool(mouth_fill)
+
+    def prepare(self, image: np.ndarray, reference: np.ndarray) -> WarpContext:
+        """image: (H,W,3) uint8 RGB photo; reference: (68,2) landmarks of the face in that photo (pixels)."""
+        photo = load_image(image)
+        ref = np.asarray(reference, dtype=np.float64)
+        if ref.shape != (NUM_POINTS, 2) or not np.isfinite(ref).all():
+            raise InputError(f"The reference landmarks must be {NUM_POINTS} finite (x, y) points; got {ref.shape}.")
+        if inter_ocular(ref) < 1.0:
+            raise InputError("The reference landmarks are degenerate (the eye corners coincide).")
+        height, width = photo.shape[:2]
+        face = float(max(np.ptp(ref[:, 0]), np.ptp(ref[:, 1])))
+        centre = ref[30] - (0.0, CENTRE_RAISE * face)
+        if self.full:
+            side = REGION_SCALE * face
+        else:
+            side = max(min(CROP_SCALE * face, min(width, height)), MIN_CROP_SCALE * face)
+        side = max(int(round(side)), 8)
+        x0, y0 = (_slide(int(round(c - side / 2)), side, extent) for c, extent in zip(centre, (width, height)))
+        if self.full:
+            box = (max(x0, 0), max(y0, 0), min(x0 + side, width), min(y0 + side, height))
+            downscale = -(-max(box[2] - box[0], box[3] - box[1]) // MAX_WORK_SIDE)
+            scale = 1.0 / downscale
+            source = _shrunk_region(photo, box, downscale)
+            canvas = (source.shape[1], source.shape[0])
+        else:
+            box = (x0, y0, x0 + side, y0 + side)
+            downscale, scale = 1, self.size / side
+            canvas = (self.size, self.size)
+            source = _resized_crop(photo, box, self.size)
+        to_canvas = np.array([[scale, 0.0, (0.5 - box[0]) * scale - 0.5], [0.0, scale, (0.5 - box[1]) * scale - 0.5]])
+        ref_canvas = apply_transform(to_canvas, ref)
+        eyes, brows = np.ravel(UPPER_EYELIDS), np.ravel(BROWS_ABOVE)
+        creases = ref_canvas[eyes] + CREASE_FRACTION * (ref_canvas[brows] - ref_canvas[eyes])
+        face_vertices = np.concatenate([ref_canvas, MIDPOINT_WEIGHTS @ ref_canvas, creases])
+        head = _head_points(ref_canvas, face_vertices, canvas)
+        mesh = np.concatenate([face_vertices, head, _anchors(canvas)])
+        style = mouth_style(photo, ref)
+        lid_colours, lash_colours = _lid_colours(photo, ref)
+        grid_x, grid_y = np.meshgrid(np.arange(canvas[0], dtype=np.float32), np.arange(canvas[1], dtype=np.float32))
+        ctx = WarpContext(
+            full=self.full,
+            photo=photo,
+            source=source,
+            box=box,
+            to_canvas=to_canvas,
+            canvas_size=canvas,
+            downscale=downscale,
+            triangles=_triangulate(_open_layout(mesh)),
+            mesh=mesh,
+            carriers=brows,
+            num_head=len(head),
+            grid_x=grid_x,
+            grid_y=grid_y,
+            style=style,
+            photo_opening=float(inner_opening(ref)),
+            eye_openings=_eye_openings(ref),
+            lid_colours=lid_colours,
+            lash_colours=lash_colours,
+        )
+        for value in vars(ctx).values():
+            if isinstance(value, np.ndarray):
+                value.setflags(write=False)
+        return ctx
+
+    def crop_landmarks(self, ctx: WarpContext, points: np.ndarray) -> np.ndarray:
+        """Photo pixels -> output-frame pixels, ``(..., 68, 2)`` (full mode: unchanged)."""
+        points = np.asarray(points, dtype=np.float64)
+        return points.copy() if ctx.full else apply_transform(ctx.to_canvas, points)
+
+    def render(self, ctx: WarpContext, frames: np.ndarray) -> np.ndarray:
+        """frames: (T,68,2) target landmarks in the PHOTO's pixel space -> (T,S,S,3) uint8 (crop mode)
+        or (T,H,W,3) uint8 (full mode: the face region warped and pasted back into the whole photo)."""
+        frames = np.asarray(frames, dtype=np.float64)
+        if frames.ndim != 3 or frames.shape[1:] != (NUM_POINTS, 2) or not np.isfinite(frames).all():
+            raise InputError(f"Landmark frames must be finite, shaped (T, {NUM_POINTS}, 2); got {frames.shape}.")
+        dst = destinations(ctx, frames)
+        tables = _affine_tables(dst, ctx.mesh, ctx.triangles)
+        face = dst[:, : FACE_VERTICES + len(ctx.carriers)]  # landmarks, midpoints, creases; output pixels below
+        if ctx.full:
+            face = apply_transform(invert_transform(ctx.to_canvas), face)
+            out = np.empty((len(frames),) + ctx.photo.shape, np.uint8)
+        else:
+            out = np.empty((len(frames), ctx.canvas_size[1], ctx.canvas_size[0], 3), np.uint8)
+        mouth = fill_amount(inner_opening(frames), ctx.photo_opening) if self.mouth_fill else np.zeros(len(frames))
+        closure = 1.0 - _eye_openings(frames) / np.maximum(ctx.eye_openings, 1e-6)
+        lids = smoothstep(*LID_PAINT_CLOSURE, closure) * (ctx.eye_openings > MIN_EYE_OPENING)
+        iods = inter_ocular(face[:, :NUM_POINTS])
+        for t in range(len(frames)):
+            if ctx.full:
+                out[t] = ctx.photo
+                _paste_warp(ctx, dst[t], tables[t], out[t])
+            else:
+                map_x, map_y = source_map(ctx, dst[t], tables[t], (0, 0) + ctx.canvas_size)
+                out[t] = cv2.remap(ctx.source, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            paint_mouth(out[t], face[t, list(INNER_LIP)], float(mouth[t]), float(iods[t]), ctx.style)
+            for eye, outline in enumerate(UPPER_EYELIDS):
+                creases = face[t, FACE_VERTICES + 4 * eye : FACE_VERTICES + 4 * eye + 4]
+                _paint_eyelid(
+                    out[t], creases, face[t, list(outline)], float(lids[t, eye]), float(iods[t]),
+                    ctx.lid_colours[eye], ctx.lash_colours[eye],
+                )
+        return out
+
+
+def _paste_warp(ctx: WarpContext, dst: np.ndarray, table: np.ndarray, frame: np.ndarray) -> None:
+    """Full mode: warp the part of the region that moves and write it into ``frame`` (a photo copy).
+
+    On a shrunk canvas, the warped patch is enlarged only where pixels really move and blended in with
+    a soft mask, so whatever stays put keeps the photo's own sharp pixels.
+    """
+    moved = np.abs(dst[ctx.triangles] - ctx.mesh[ctx.triangles]).max(axis=(1, 2)) > 1e-3
+    if not moved.any():
+        return
+    corners = dst[ctx.triangles[moved]].reshape(-1, 2)
+    pad = 2 if ctx.downscale == 1 else 6
+    x0, y0 = np.clip(np.floor(corners.min(axis=0)).astype(int) - pad, 0, None)
+    x1, y1 = np.minimum(np.ceil(corners.max(axis=0)).astype(int) + pad + 1, ctx.canvas_size)
+    if x1 <= x0 or y1 <= y0:
+        return
+    map_x, map_y = source_map(ctx, dst, table, (x0, y0, x1, y1))
+    patch = cv2.remap(ctx.source, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    k, (bx, by) = ctx.downscale, ctx.box[:2]
+    if k == 1:
+        frame[by + y0 : by + y1, bx + x0 : bx + x1] = patch
+        return
+    shift = np.abs(map_x - ctx.grid_x[y0:y1, x0:x1]) + np.abs(map_y - ctx.grid_y[y0:y1, x0:x1])
+    changed = cv2.dilate((shift > CHANGE_THRESHOLD / k).astype(np.float32), np.ones((3, 3), np.uint8))
+    alpha = np.minimum(cv2.GaussianBlur(changed, (0, 0), 1.0) * 2.0, 1.0)
+    rows, cols = np.nonzero(alpha.any(axis=1))[0], np.nonzero(alpha.any(axis=0))[0]
+    if len(rows) == 0:
+        return
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    # Whole-factor upsampling keeps canvas pixel i on photo pixels k*i .. k*i + k - 1 exactly.
+    up = cv2.resize(patch[r0:r1, c0:c1], None, fx=k, fy=k, interpolation=cv2.INTER_LINEAR)
+    alpha = alpha[r0:r1, c0:c1]
+    top, left = by + k * (y0 + r0), bx + k * (x0 + c0)
+    roi = frame[top : min(top + up.shape[0], ctx.box[3]), left : min(left + up.shape[1], ctx.box[2])]
+    up = up[: roi.shape[0], : roi.shape[1]]
+    core = cv2.resize((alpha >= 1.0).astype(np.uint8), None, fx=k, fy=k, interpolation=cv2.INTER_NEAREST)
+    cv2.copyTo(up, core[: roi.shape[0], : roi.shape[1]], roi)
+    # the soft edge, blended block by block (each canvas pixel covers k x k photo pixels)
+    ey, ex = np.nonzero((alpha > 0.0) & (alpha < 1.0))
+    dy, dx = np.divmod(np.arange(k * k), k)
+    ny, nx = (ey[:, None] * k + dy).ravel(), (ex[:, None] * k + dx).ravel()
+    weight = np.repeat(alpha[ey, ex], k * k)[:, None]
+    keep = (ny < roi.shape[0]) & (nx < roi.shape[1])
+    ny, nx, weight = ny[keep], nx[keep], weight[keep]
+    roi[ny, nx] = (roi[ny, nx] * (1.0 - weight) + up[ny, nx] * weight + 0.5).astype(np.uint8)
+
+
+def _shrunk_region(photo: np.ndarray, box: tuple[int, int, int, int], factor: int) -> np.ndarray:
+    """The ``box`` of the photo shrunk by a whole ``factor`` (pixel blocks averaged; edges replicated to fill)."""
+    x0, y0, x1, y1 = box
+    region = photo[y0:y1, x0:x1]
+    if factor == 1:
+        return region
+    h, w = region.shape[:2]
+    padded = cv2.copyMakeBorder(region, 0, -h % factor, 0, -w % factor, cv2.BORDER_REPLICATE)
+    return cv2.resize(padded, (padded.shape[1] // factor, padded.shape[0] // factor), interpolation=cv2.INTER_AREA)
+
+
+def _slide(start: int, side: int, extent: int) -> int:
+    """Move a span of ``side`` starting at ``start`` inside ``[0, extent)``, or over all of it if longer."""
+    low, high = sorted((0, extent - side))
+    return min(max(start, low), high)
+
+
+def _resized_crop(photo: np.ndarray, box: tuple[int, int, int, int], size: int) -> np.ndarray:
+    """The square ``box`` of the photo (edges replicated where it leaves the photo), resized to ``size``."""
+    x0, y0, x1, y1 = box
+    height, width = photo.shape[:2]
+    inner = photo[max(y0, 0) : min(y1, height), max(x0, 0) : min(x1, width)]
+    pads = (max(-y0, 0), max(y1 - height, 0), max(-x0, 0), max(x1 - width, 0))
+    crop = cv2.copyMakeBorder(inner, *pads, cv2.BORDER_REPLICATE) if any(pads) else inner
+    interpolation = cv2.INTER_AREA if x1 - x0 > size else cv2.INTER_CUBIC
+    return cv2.resize(crop, (size, size), interpolation=interpolation)

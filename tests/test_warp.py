@@ -1,0 +1,338 @@
+"""Tests of the piecewise-affine warping renderer, on skimage's astronaut (a public-domain portrait)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data
+
+from pipeline.canonical import inter_ocular
+from pipeline.face import FaceAnalyzer
+from pipeline.regions import EYELID_PAIRS, INNER_LIP, INNER_LIP_PAIRS, LEFT_EYE, RIGHT_EYE
+from pipeline.render.warp import WarpRenderer, destinations, source_map
+
+
+@pytest.fixture(scope="module")
+def analyzer() -> FaceAnalyzer:
+    return FaceAnalyzer()
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    return data.astronaut()
+
+
+@pytest.fixture(scope="module")
+def reference(analyzer: FaceAnalyzer, photo: np.ndarray) -> np.ndarray:
+    return analyzer.detect(photo).landmarks.astype(np.float64)
+
+
+@pytest.fixture(scope="module")
+def crop256(photo: np.ndarray, reference: np.ndarray):
+    renderer = WarpRenderer(256)
+    return renderer, renderer.prepare(photo, reference)
+
+
+def _down(points: np.ndarray) -> np.ndarray:
+    eye = points[45] - points[36]
+    return np.array([-eye[1], eye[0]]) / np.hypot(*eye)
+
+
+def opened(points: np.ndarray, amount: float) -> np.ndarray:
+    """Open the mouth by ``amount`` inter-ocular units: lower lip and chin down, the jaw line following."""
+    out = points.copy()
+    shift = amount * inter_ocular(points) * _down(points)
+    for i in (55, 56, 57, 58, 59, 65, 66, 67):
+        out[i] += shift
+    for i in (48, 54, 60, 64):
+        out[i] += 0.4 * shift
+    for i in range(4, 13):
+        out[i] += 0.9 * np.sin(np.pi * (i - 3) / 10) ** 0.7 * shift
+    return out
+
+
+def closed(points: np.ndarray) -> np.ndarray:
+    """Close the mouth: the lower inner lip meets the upper one, the lower lip and chin follow."""
+    out = points.copy()
+    lift = np.mean([points[lower] - points[upper] for upper, lower in INNER_LIP_PAIRS], axis=0)
+    for i in (55, 56, 57, 58, 59) + tuple(range(5, 12)):
+        out[i] -= lift
+    for upper, lower in INNER_LIP_PAIRS:
+        out[lower] = out[upper]
+    return out
+
+
+def blinked(points: np.ndarray) -> np.ndarray:
+    out = points.copy()
+    for upper, lower in EYELID_PAIRS:
+        out[upper] = points[lower]
+    return out
+
+
+def moved(points: np.ndarray, degrees: float, shift: tuple[float, float], scale: float) -> np.ndarray:
+    angle = np.deg2rad(degrees)
+    rotation = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    centre = points[27:36].mean(axis=0)
+    return (points - centre) @ rotation.T + centre + np.asarray(shift) * inter_ocular(points)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def luminance(image: np.ndarray) -> np.ndarray:
+    return image.astype(np.float64) @ [0.299, 0.587, 0.114]
+
+
+def polygon_mask(shape: tuple[int, ...], points: np.ndarray) -> np.ndarray:
+    mask = np.zeros(shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(points).astype(np.int32)], 1)
+    return mask.astype(bool)
+
+
+def inner_gap(points: np.ndarray) -> float:
+    """Mean inner-lip opening in inter-ocular units."""
+    gaps = [np.linalg.norm(points[lower] - points[upper]) for upper, lower in INNER_LIP_PAIRS]
+    return float(np.mean(gaps) / inter_ocular(points))
+
+
+def eye_gap(points: np.ndarray) -> float:
+    gaps = [np.linalg.norm(points[lower] - points[upper]) for upper, lower in EYELID_PAIRS]
+    return float(np.mean(gaps) / inter_ocular(points))
+
+
+def plain_crop(photo: np.ndarray, box: tuple[int, int, int, int], size: int) -> np.ndarray:
+    x0, y0, x1, y1 = box
+    h, w = photo.shape[:2]
+    pads = (max(-y0, 0), max(y1 - h, 0), max(-x0, 0), max(x1 - w, 0))
+    padded = cv2.copyMakeBorder(photo, *pads, cv2.BORDER_REPLICATE)
+    crop = padded[y0 + pads[0] : y1 + pads[0], x0 + pads[2] : x1 + pads[2]]
+    interpolation = cv2.INTER_AREA if x1 - x0 > size else cv2.INTER_CUBIC
+    return cv2.resize(crop, (size, size), interpolation=interpolation)
+
+
+@pytest.mark.parametrize("size", [256, 512])
+def test_identity_crop(photo: np.ndarray, reference: np.ndarray, size: int) -> None:
+    renderer = WarpRenderer(size)
+    ctx = renderer.prepare(photo, reference)
+    out = renderer.render(ctx, reference[None])
+    assert out.shape == (1, size, size, 3) and out.dtype == np.uint8
+    assert psnr(out[0], plain_crop(photo, ctx.box, size)) > 35.0
+    # the crop holds the whole face with room around it
+    points = renderer.crop_landmarks(ctx, reference)
+    assert points.min() > 0.15 * size and points.max() < 0.85 * size
+
+
+def test_identity_full(photo: np.ndarray, reference: np.ndarray) -> None:
+    renderer = WarpRenderer(full=True)
+    ctx = renderer.prepare(photo, reference)
+    out = renderer.render(ctx, np.stack([reference, opened(reference, 0.15)]))
+    assert out.shape == (2,) + photo.shape and out.dtype == np.uint8
+    assert psnr(out[0], photo) > 45.0
+    np.testing.assert_array_equal(renderer.crop_landmarks(ctx, reference), reference)
+    outside = np.ones(photo.shape[:2], bool)
+    x0, y0, x1, y1 = ctx.box
+    outside[y0:y1, x0:x1] = False
+    assert outside.mean() > 0.3
+    for frame in out:
+        np.testing.assert_array_equal(frame[outside], photo[outside])
+    assert not np.array_equal(out[1], photo)
+
+
+def _track(reference: np.ndarray) -> np.ndarray:
+    frames = [reference, opened(reference, 0.1), opened(reference, 0.2), blinked(reference), closed(reference)]
+    frames += [moved(opened(reference, 0.05 * i), 2.0 * i, (0.02 * i, -0.01 * i), 1.0 + 0.01 * i) for i in range(5)]
+    return np.stack(frames)
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_chunking_is_deterministic(photo: np.ndarray, reference: np.ndarray, full: bool) -> None:
+    renderer = WarpRenderer(256, full=full)
+    ctx = renderer.prepare(photo, reference)
+    track = _track(reference)
+    whole = renderer.render(ctx, track)
+    parts = np.concatenate([renderer.render(ctx, track[:3]), renderer.render(ctx, track[3:])])
+    np.testing.assert_array_equal(whole, parts)
+    np.testing.assert_array_equal(whole, renderer.render(ctx, track))
+
+
+def test_mouth_opening(analyzer: FaceAnalyzer, crop256, reference: np.ndarray) -> None:
+    renderer, ctx = crop256
+    target = opened(reference, 0.15)
+    base, frame = renderer.render(ctx, np.stack([reference, target]))
+    points = renderer.crop_landmarks(ctx, target)
+    iod = float(inter_ocular(points))
+
+    # (a) a dark mouth inside the target inner lip, against the lips and skin around it
+    inside = polygon_mask(frame.shape, points[list(INNER_LIP)])
+    centre = points[list(INNER_LIP)].mean(axis=0)
+    around = polygon_mask(frame.shape, centre + 1.8 * (points[list(INNER_LIP)] - centre)) & ~inside
+    darkness = luminance(frame)[inside].mean() / luminance(frame)[around].mean()
+    assert darkness < 0.6
+
+    # (b) a face detector sees the mouth really open, where the target puts it
+    seen_base = analyzer.detect(base).landmarks.astype(np.float64)
+    seen = analyzer.detect(frame).landmarks.astype(np.float64)
+    error = float(np.linalg.norm(seen - points, axis=1).mean() / iod)
+    print(f"mouth open: re-detected gap {inner_gap(seen):.3f} vs {inner_gap(seen_base):.3f} IOD, "
+          f"target {inner_gap(points):.3f}; mean landmark error {error:.3f} IOD; darkness {darkness:.2f}")
+    assert inner_gap(seen) > inner_gap(seen_base) + 0.08
+    assert error < 0.1
+
+
+def test_closing_returns_to_identity(crop256, reference: np.ndarray) -> None:
+    renderer, ctx = crop256
+    frames = renderer.render(ctx, np.stack([reference, opened(reference, 0.2), reference]))
+    np.testing.assert_array_equal(frames[2], frames[0])
+
+
+def test_closed_mouth_hides_teeth(analyzer: FaceAnalyzer, crop256, reference: np.ndarray) -> None:
+    """The astronaut smiles with her teeth showing; closing the mouth must leave only lips there."""
+    renderer, ctx = crop256
+    target = closed(reference)
+    base, frame = renderer.render(ctx, np.stack([reference, target]))
+    ref_points = renderer.crop_landmarks(ctx, reference)
+    teeth = polygon_mask(frame.shape, ref_points[list(INNER_LIP)])
+    lips = polygon_mask(frame.shape, ref_points[48:60]) & ~teeth
+
+    def white(image: np.ndarray, mask: np.ndarray) -> float:
+        return float((image.min(axis=-1)[mask] > 180).mean())
+
+    assert white(base, teeth) > 0.3  # the photo's teeth
+    points = renderer.crop_landmarks(ctx, target)
+    # the closed lips are no whiter than the photo's lips (their highlights)
+    assert white(frame, polygon_mask(frame.shape, points[48:60])) < white(base, lips) + 0.04
+    seen = analyzer.detect(frame).landmarks.astype(np.float64)
+    assert inner_gap(seen) < 0.5 * inner_gap(analyzer.detect(base).landmarks.astype(np.float64))
+
+
+def test_blink_closes_the_eyes(analyzer: FaceAnalyzer, crop256, reference: np.ndarray) -> None:
+    renderer, ctx = crop256
+    base, frame = renderer.render(ctx, np.stack([reference, blinked(reference)]))
+    points = renderer.crop_landmarks(ctx, reference)
+    iod = float(inter_ocular(points))
+    for eye in (RIGHT_EYE, LEFT_EYE):
+        inside = polygon_mask(frame.shape, points[list(eye)])
+        below = polygon_mask(frame.shape, points[list(eye)] + 0.2 * iod * _down(points)) & ~inside
+        skin_colour, skin = frame[below].mean(axis=0), luminance(frame)[below].mean()
+        dark_open = (luminance(base)[inside] < 0.6 * skin).mean()
+        dark_closed = (luminance(frame)[inside] < 0.6 * skin).mean()
+        assert dark_open > 0.4 and dark_closed < 0.25  # only the lash line stays dark
+        assert np.linalg.norm(frame[inside].mean(axis=0) - skin_colour) < 0.6 * np.linalg.norm(
+            base[inside].mean(axis=0) - skin_colour
+        )
+    seen_base = analyzer.detect(base).landmarks.astype(np.float64)
+    seen = analyzer.detect(frame).landmarks.astype(np.float64)
+    print(f"blink: re-detected eye gap {eye_gap(seen):.3f} vs {eye_gap(seen_base):.3f} IOD")
+    assert eye_gap(seen) < 0.75 * eye_gap(seen_base)
+
+
+def test_head_motion(analyzer: FaceAnalyzer, crop256, reference: np.ndarray) -> None:
+    renderer, ctx = crop256
+    target = moved(reference, 5.0, (0.15, -0.1), 1.04)
+    base, frame = renderer.render(ctx, np.stack([reference, target]))
+    points = renderer.crop_landmarks(ctx, target)
+    iod = float(inter_ocular(points))
+    seen = analyzer.detect(frame).landmarks.astype(np.float64)
+    error = float(np.linalg.norm(seen - points, axis=1).mean() / iod)
+    travel = float(np.linalg.norm(points - renderer.crop_landmarks(ctx, reference), axis=1).mean() / iod)
+    print(f"head motion: target moved {travel:.3f} IOD, mean landmark error {error:.3f} IOD")
+    assert travel > 0.15 and error < 0.1
+    for ys, xs in ((slice(0, 12), slice(0, 12)), (slice(0, 12), slice(-12, None)), (slice(-12, None), slice(0, 12)),
+                   (slice(-12, None), slice(-12, None))):
+        assert np.abs(frame[ys, xs].astype(int) - base[ys, xs]).mean() < 2.0
+
+
+def test_folds_leave_no_holes(crop256, reference: np.ndarray) -> None:
+    """Crossed lips, lids closing past each other and jittered points: every pixel takes the affine of a
+    valid (unfolded) triangle, so the image has no holes and no mirrored garbage."""
+    renderer, ctx = crop256
+    iod, down = inter_ocular(reference), _down(reference)
+    crossed = reference.copy()
+    for upper, lower in INNER_LIP_PAIRS:
+        crossed[lower] = reference[upper] - 0.05 * iod * down
+    past = blinked(reference)
+    for upper, _ in EYELID_PAIRS:
+        past[upper] += 0.05 * iod * down
+    jitter = reference + np.random.default_rng(0).normal(0.0, 0.08 * iod, reference.shape)
+    frames = np.stack([crossed, past, jitter])
+    for dst in destinations(ctx, frames):
+        corners = dst[ctx.triangles]
+        e1, e2 = corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
+        valid = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0] > 0
+        assert not valid.all()  # the frame does fold some triangles
+        # a table that marks each pixel with the kind of triangle it was given: 1 valid, 2 folded, 3 none
+        table = np.zeros((len(ctx.triangles) + 1, 6), np.float32)
+        table[:, 2] = np.where(np.append(valid, False), 1.0, 2.0)
+        table[-1, 2] = 3.0
+        kinds, _ = source_map(ctx, dst, table, (0, 0, 256, 256))
+        assert (kinds != 3).all()
+        assert (kinds == 2).mean() < 1e-3
+    out = renderer.render(ctx, frames)
+    assert out.shape == (3, 256, 256, 3)
+
+
+@pytest.mark.parametrize("size", [256, 512])
+@pytest.mark.parametrize("window", [(60, 400, 160, 512), (70, 250, 160, 300)])
+def test_face_near_the_border(
+    analyzer: FaceAnalyzer, photo: np.ndarray, reference: np.ndarray, size: int, window: tuple[int, ...]
+) -> None:
+    """The face near the photo's corner: the crop slides to stay inside the photo, or, when the photo
+    is too small for it, repeats the photo's edges."""
+    top, bottom, left, right = window
+    part = np.ascontiguousarray(photo[top:bottom, left:right])
+    points = reference - (left, top)
+    crop = WarpRenderer(size)
+    ctx = crop.prepare(part, points)
+    x0, y0, x1, y1 = ctx.box
+    inside = x0 >= 0 and y0 >= 0 and x1 <= part.shape[1] and y1 <= part.shape[0]
+    assert inside == (window[1] - window[0] > 300)
+    out = crop.render(ctx, np.stack([points, opened(points, 0.15)]))
+    assert out.shape == (2, size, size, 3) and out.dtype == np.uint8
+    assert psnr(out[0], plain_crop(part, ctx.box, size)) > 35.0
+    inner = crop.crop_landmarks(ctx, points)
+    assert inner.min() > 0 and inner.max() < size
+    full = WarpRenderer(size, full=True)
+    ctx = full.prepare(part, points)
+    out = full.render(ctx, np.stack([points, opened(points, 0.15), blinked(points)]))
+    assert out.shape == (3,) + part.shape and out.dtype == np.uint8
+    np.testing.assert_array_equal(out[0], part)
+    seen = analyzer.detect(out[1]).landmarks.astype(np.float64)
+    assert inner_gap(seen) > inner_gap(points) + 0.08
+
+
+def test_full_mode_on_a_large_photo(photo: np.ndarray, reference: np.ndarray) -> None:
+    """A face region over 1024 pixels is warped on a smaller grid; the rest of the photo is untouched."""
+    big = cv2.resize(photo, None, fx=5, fy=5, interpolation=cv2.INTER_CUBIC)
+    points = (reference + 0.5) * 5 - 0.5
+    renderer = WarpRenderer(full=True)
+    ctx = renderer.prepare(big, points)
+    assert ctx.downscale > 1
+    out = renderer.render(ctx, np.stack([points, opened(points, 0.15)]))
+    np.testing.assert_array_equal(out[0], big)
+    changed = np.any(out[1] != big, axis=2)
+    ys, xs = np.nonzero(changed)
+    mouth = points[48:68]
+    assert xs.min() >= ctx.box[0] and ys.min() >= ctx.box[1] and xs.max() < ctx.box[2] and ys.max() < ctx.box[3]
+    assert mouth[:, 1].max() < ys.max()
+    assert changed.mean() < 0.3  # only the lower face moves
+    small = cv2.resize(out[1], photo.shape[1::-1], interpolation=cv2.INTER_AREA)
+    reduced = WarpRenderer(full=True)
+    expected = reduced.render(reduced.prepare(photo, reference), opened(reference, 0.15)[None])[0]
+    assert psnr(small, expected) > 28.0
+
+
+def test_bad_input(photo: np.ndarray, reference: np.ndarray, crop256) -> None:
+    from pipeline.errors import InputError
+
+    renderer, ctx = crop256
+    with pytest.raises(InputError):
+        renderer.prepare(photo, reference[:60])
+    with pytest.raises(InputError):
+        renderer.render(ctx, reference)
+    with pytest.raises(InputError):
+        renderer.render(ctx, np.full((2, 68, 2), np.nan))
+    with pytest.raises(ValueError):
+        WarpRenderer(8)

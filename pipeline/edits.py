@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from .canonical import from_canonical, to_canonical
+from .canonical import apply_transform, from_canonical, to_canonical
 from .landmarks import LandmarkTrack
 from .regions import EYELID_PAIRS, LOWER_FACE, NUM_POINTS
 
@@ -110,3 +110,42 @@ def move_point(
         if 0 <= f < track.num_frames:
             frames[f, point] += weight * delta
     return track.replace(frames)
+
+
+def _smooth_wander(num_frames: int, fps: float, rng: np.random.Generator, amplitude: float) -> np.ndarray:
+    """A slow random curve starting at 0 and never leaving ``[-amplitude, amplitude]``."""
+    t = np.arange(num_frames) / fps
+    freqs = rng.uniform(0.07, 0.45, size=3)
+    phases = rng.uniform(0, 2 * np.pi, size=3)
+    weights = rng.dirichlet(np.ones(3)) * rng.uniform(0.6, 1.0)
+    curve = sum(w * (np.sin(2 * np.pi * f * t + p) - np.sin(p)) for w, f, p in zip(weights, freqs, phases))
+    return 0.5 * amplitude * np.asarray(curve, dtype=np.float64)
+
+
+def head_motion_transforms(num_frames: int, fps: float, seed: int = 0, max_degrees: float = 2.0,
+                           max_shift: float = 0.015, max_scale: float = 0.006) -> np.ndarray:
+    """Subtle natural head sway as canonical-to-canonical 2x3 transforms ``(T, 2, 3)``: roll about a pivot
+    in the neck (up to ``max_degrees``), shifts up to ``max_shift`` IOD and scale changes (leaning) up to
+    ``max_scale``; identity at frame 0."""
+    rng = np.random.default_rng([seed, 7])
+    angle = np.deg2rad(_smooth_wander(num_frames, fps, rng, max_degrees))
+    tx = _smooth_wander(num_frames, fps, rng, max_shift)
+    ty = _smooth_wander(num_frames, fps, rng, max_shift)
+    scale = 1.0 + _smooth_wander(num_frames, fps, rng, max_scale)
+    pivot = np.array([0.0, 1.6])  # below the chin: the head rolls on the neck
+    cos, sin = np.cos(angle) * scale, np.sin(angle) * scale
+    lin = np.stack([np.stack([cos, -sin], -1), np.stack([sin, cos], -1)], -2)  # (T, 2, 2)
+    out = np.zeros((num_frames, 2, 3))
+    out[:, :, :2] = lin
+    out[:, :, 2] = pivot - lin @ pivot + np.stack([tx, ty], -1)
+    return out
+
+
+def add_head_motion(track: LandmarkTrack, amount: float = 1.0, seed: int = 0) -> LandmarkTrack:
+    """Add a subtle natural head sway (see :func:`head_motion_transforms`), scaled by ``amount`` (0 = none)."""
+    if amount == 0:
+        return track.replace(track.frames.copy())
+    canon, matrices = track.canonical()
+    sway = head_motion_transforms(track.num_frames, track.fps, seed, max_degrees=2.0 * amount,
+                                  max_shift=0.015 * amount, max_scale=0.006 * amount)
+    return track.replace(from_canonical(apply_transform(sway, canon), matrices), head_motion=float(amount))

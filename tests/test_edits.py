@@ -72,3 +72,18 @@ def test_move_point_eases_into_neighbours(talking):
     assert np.array_equal(out.frames[:, others], talking.frames[:, others])
     with pytest.raises(IndexError):
         move_point(talking, 50, 57, target)
+
+
+def test_head_motion_moves_the_whole_face_gently(talking):
+    from pipeline.edits import add_head_motion
+
+    still = talking.replace(np.repeat(talking.frames[:1], 250, axis=0))
+    moved = add_head_motion(still, amount=1.0, seed=3)
+    iod = inter_ocular(talking.reference)
+    shift = np.linalg.norm(moved.frames - still.frames, axis=-1).mean(axis=1)  # (T,)
+    assert shift[0] < 1e-6 and 0.002 * iod < shift.max() < 0.15 * iod
+    canon_still, _ = still.canonical()
+    canon_moved, _ = moved.canonical()
+    assert np.allclose(canon_still, canon_moved, atol=1e-6)  # pose only: the expression is unchanged
+    assert np.allclose(add_head_motion(still, 0.0).frames, still.frames)
+    assert np.array_equal(add_head_motion(still, 1.0, seed=3).frames, moved.frames)

@@ -35,7 +35,7 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 
 from pipeline.canonical import apply_transform, from_canonical, mean_face, to_canonical
-from pipeline.edits import add_blinks
+from pipeline.edits import add_blinks, head_motion_transforms
 from pipeline.landmarks import LandmarkTrack
 from pipeline.regions import INNER_LIP_PAIRS, JAW, NUM_POINTS
 
@@ -481,35 +481,6 @@ def phonemes_to_motion(
     rest_gap = float(neutral[66, 1] - neutral[62, 1])
     curves = articulation(list(phonemes), num_frames, fps, rest_gap, intensity=intensity, seed=seed)
     return pose_mouth(neutral, curves)
-
-
-def _smooth_wander(num_frames: int, fps: float, rng: np.random.Generator, amplitude: float) -> np.ndarray:
-    """A slow random curve starting at 0 and never leaving ``[-amplitude, amplitude]``."""
-    t = np.arange(num_frames) / fps
-    freqs = rng.uniform(0.07, 0.45, size=3)
-    phases = rng.uniform(0, 2 * np.pi, size=3)
-    weights = rng.dirichlet(np.ones(3)) * rng.uniform(0.6, 1.0)
-    curve = sum(w * (np.sin(2 * np.pi * f * t + p) - np.sin(p)) for w, f, p in zip(weights, freqs, phases))
-    return 0.5 * amplitude * np.asarray(curve, dtype=np.float64)
-
-
-def head_motion_transforms(num_frames: int, fps: float, seed: int = 0, max_degrees: float = 2.0,
-                           max_shift: float = 0.015, max_scale: float = 0.006) -> np.ndarray:
-    """Subtle natural head sway as canonical-to-canonical 2x3 transforms ``(T, 2, 3)``: roll about a pivot
-    in the neck (up to ``max_degrees``), shifts up to ``max_shift`` IOD and scale changes (leaning) up to
-    ``max_scale``; identity at frame 0."""
-    rng = np.random.default_rng([seed, 7])
-    angle = np.deg2rad(_smooth_wander(num_frames, fps, rng, max_degrees))
-    tx = _smooth_wander(num_frames, fps, rng, max_shift)
-    ty = _smooth_wander(num_frames, fps, rng, max_shift)
-    scale = 1.0 + _smooth_wander(num_frames, fps, rng, max_scale)
-    pivot = np.array([0.0, 1.6])  # below the chin: the head rolls on the neck
-    cos, sin = np.cos(angle) * scale, np.sin(angle) * scale
-    lin = np.stack([np.stack([cos, -sin], -1), np.stack([sin, cos], -1)], -2)  # (T, 2, 2)
-    out = np.zeros((num_frames, 2, 3))
-    out[:, :, :2] = lin
-    out[:, :, 2] = pivot - lin @ pivot + np.stack([tx, ty], -1)
-    return out
 
 
 def speech_track_for_face(

@@ -44,6 +44,8 @@ MAX_AUDIO_SECONDS = float(os.environ.get("TALKING_FACE_MAX_AUDIO_SECONDS", 600 *
 
 #: Shortest recording accepted, in seconds.
 MIN_AUDIO_SECONDS = 0.2
+#: File name endings taken as audio when a folder is scanned (any format ffmpeg reads also loads).
+AUDIO_SUFFIXES = frozenset({".wav", ".mp3", ".m4a", ".aac", ".ogg", ".opus", ".flac"})
 
 #: Recordings whose loudest sample is below this level (dB relative to full scale) count as silent.
 SILENCE_DBFS = -60.0

@@ -22,15 +22,22 @@ logger = logging.getLogger("pipeline")
 def _add_render_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=256, choices=(256, 512), help="side of the square face crop")
     parser.add_argument("--full", action="store_true", help="paste the animated face back into the whole photo")
-    parser.add_argument(
-        "--landmark-backend", choices=("dlib", "fan"), default="dlib",
-        help="face landmark detector: dlib (offline default, research-use model) or face-alignment's FAN",
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    common.add_argument(
+        "--landmark-backend", choices=("dlib", "fan"), default="dlib",
+        help="face landmark detector: dlib (offline default, research-use model) or face-alignment's FAN",
+    )
+    model_options = argparse.ArgumentParser(add_help=False)
+    model_options.add_argument("--checkpoint", help="folder or Hub repo id of the pipeline (default: checkpoints/)")
+    model_options.add_argument("--seed", type=int, default=0, help="another seed gives another natural variation")
+    model_options.add_argument("--steps", type=int, default=10, help="denoising steps of the landmark model")
+    model_options.add_argument("--guidance", type=float, default=2.0, help="audio guidance scale")
+    model_options.add_argument("--head-motion", type=float, default=1.0, help="amount of natural head sway")
+    model_options.add_argument("--blink-rate", type=float, help="add blinks at this rate per minute")
     parser = argparse.ArgumentParser(prog="python -m pipeline", description="Talking-face generator.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -39,7 +46,6 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--video", required=True, type=Path)
     extract.add_argument("-o", "--output", required=True, type=Path, help="track.json to write")
     extract.add_argument("--smoothing", type=float, default=0.7, help="temporal smoothing (frames, 0 = none)")
-    extract.add_argument("--landmark-backend", choices=("dlib", "fan"), default="dlib")
 
     render = sub.add_parser("render", parents=[common], help="render a photo driven by a landmark track into an mp4")
     render.add_argument("--image", required=True, type=Path, help="portrait photo")
@@ -52,6 +58,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     render.add_argument("--head-motion", type=float, default=1.0, help="scale of the track's head motion when retargeting")
     _add_render_options(render)
+
+    landmarks = sub.add_parser("landmarks", parents=[common, model_options],
+                               help="speech-driven landmark track (JSON) for a photo, from the landmark model")
+    landmarks.add_argument("--image", required=True, type=Path)
+    landmarks.add_argument("--audio", required=True, type=Path)
+    landmarks.add_argument("-o", "--output", required=True, type=Path, help="track.json to write")
+
+    generate = sub.add_parser("generate", parents=[common, model_options],
+                              help="photo + speech -> talking-face mp4 (one pair, or a batch)")
+    generate.add_argument("--image", type=Path, help="portrait photo")
+    generate.add_argument("--audio", type=Path, help="speech recording")
+    generate.add_argument("--batch", type=Path,
+                          help="a CSV with columns image,audio[,output] or a folder of photos with same-named audio")
+    generate.add_argument("-o", "--output", required=True, type=Path, help="out.mp4 (a folder with --batch)")
+    generate.add_argument("--landmarks-out", type=Path, help="also save the generated track (JSON)")
+    _add_render_options(generate)
     return parser
 
 
@@ -117,7 +139,96 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"extract": cmd_extract, "render": cmd_render}
+def _pipeline_and_generator(args: argparse.Namespace):
+    import torch
+
+    from .loading import load_pipeline
+
+    pipe = load_pipeline(args.checkpoint)
+    pipe.register_to_config(landmark_backend=args.landmark_backend)
+    pipe.set_progress_bar_config(disable=args.quiet)
+    return pipe, torch.Generator().manual_seed(args.seed)
+
+
+def _generate_track(pipe, generator, args: argparse.Namespace, image, audio):
+    inputs = pipe.prepare(image, audio)
+    _say(args, inputs.face.message)
+    track = pipe.generate_landmarks(inputs, args.steps, args.guidance, generator,
+                                    head_motion=args.head_motion, blink_rate=args.blink_rate)
+    return inputs, track
+
+
+def cmd_landmarks(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    pipe, generator = _pipeline_and_generator(args)
+    _, track = _generate_track(pipe, generator, args, args.image, args.audio)
+    track.save(args.output)
+    _say(args, f"Wrote {track.num_frames} frames ({track.duration:.2f} s) to {args.output} "
+               f"in {time.perf_counter() - start:.1f} s.")
+    return 0
+
+
+def batch_items(source: Path, out_dir: Path) -> list[tuple[Path, Path, Path]]:
+    """(image, audio, output) triples from a CSV (columns image,audio[,output]; relative paths are taken from
+    the CSV's folder) or from a folder where each photo has an audio file of the same name."""
+    from .audio import AUDIO_SUFFIXES
+    from .images import IMAGE_SUFFIXES
+
+    if source.is_dir():
+        audio = {p.stem: p for p in sorted(source.iterdir()) if p.suffix.lower() in AUDIO_SUFFIXES}
+        return [(p, audio[p.stem], out_dir / f"{p.stem}.mp4") for p in sorted(source.iterdir())
+                if p.suffix.lower() in IMAGE_SUFFIXES and p.stem in audio]
+    if not source.is_file():
+        raise InputError(f"Batch list '{source.name}' does not exist.")
+    import csv
+
+    items = []
+    with source.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            if not row.get("image") or not row.get("audio"):
+                raise InputError(f"Every row of '{source.name}' needs 'image' and 'audio' columns.")
+            image, audio = source.parent / row["image"], source.parent / row["audio"]
+            name = row.get("output") or f"{Path(row['image']).stem}.mp4"
+            items.append((image, audio, out_dir / Path(name).name))
+    return items
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    if (args.batch is None) == (args.image is None or args.audio is None):
+        raise InputError("Give either --image and --audio, or --batch.")
+    pipe, generator = _pipeline_and_generator(args)
+    if args.batch is None:
+        start = time.perf_counter()
+        _generate_one(pipe, generator, args, args.image, args.audio, args.output, args.landmarks_out)
+        _say(args, f"Wrote {args.output} in {time.perf_counter() - start:.1f} s.")
+        return 0
+    items = batch_items(args.batch, args.output)
+    if not items:
+        raise InputError(f"No (image, audio) pairs found in '{args.batch.name}'.")
+    failures = []
+    for i, (image, audio, output) in enumerate(items, start=1):
+        start = time.perf_counter()
+        try:
+            _generate_one(pipe, generator, args, image, audio, output, None)
+            print(f"[{i}/{len(items)}] {image.name} + {audio.name} -> {output} ({time.perf_counter() - start:.1f} s)")
+        except InputError as exc:
+            failures.append((image.name, str(exc)))
+            print(f"[{i}/{len(items)}] {image.name} + {audio.name}: FAILED: {exc}")
+    print(f"{len(items) - len(failures)} of {len(items)} done" + (f"; {len(failures)} failed:" if failures else "."))
+    for name, reason in failures:
+        print(f"  {name}: {reason}")
+    return 1 if failures else 0
+
+
+def _generate_one(pipe, generator, args, image: Path, audio: Path, output: Path, track_out: Optional[Path]) -> None:
+    inputs, track = _generate_track(pipe, generator, args, image, audio)
+    if track_out is not None:
+        track.save(track_out)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    pipe.render(inputs, track, size=args.size, full=args.full, output_type="mp4", output_path=output)
+
+
+COMMANDS = {"extract": cmd_extract, "render": cmd_render, "landmarks": cmd_landmarks, "generate": cmd_generate}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

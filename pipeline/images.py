@@ -18,6 +18,8 @@ ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
 #: Largest photo we accept, in pixels (about 8000 x 6000). Bigger files are refused before decoding,
 #: which also stops decompression bombs. Change with the environment variable TALKING_FACE_MAX_PIXELS.
 MAX_PIXELS = int(os.environ.get("TALKING_FACE_MAX_PIXELS", 48_000_000))
+#: File name endings taken as photos when a folder is scanned.
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

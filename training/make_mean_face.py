@@ -16,10 +16,11 @@ import numpy as np
 
 from pipeline.canonical import MEAN_FACE_FILE, normalise_shape, similarity_transform, apply_transform
 from pipeline.face import FaceAnalyzer
+from pipeline.images import IMAGE_SUFFIXES
 from pipeline.regions import MIRROR, STABLE
 from pipeline.video import iter_video_frames
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
+
 VIDEO_SUFFIXES = {".mp4", ".mpg", ".mov", ".avi", ".mkv", ".webm"}
 
 

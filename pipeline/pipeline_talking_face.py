@@ -1,0 +1,288 @@
+"""TalkingFacePipeline: a portrait photo and a speech recording in, a lip-synced talking-face video out.
+
+The stages are public methods so that a UI can stop between them (show and edit the landmarks, then render):
+
+1. :meth:`TalkingFacePipeline.prepare` — the photo's face and 68 landmarks, the speech at 16 kHz, its features;
+2. :meth:`TalkingFacePipeline.generate_landmarks` — the landmark diffusion model turns speech into a track;
+3. :meth:`TalkingFacePipeline.render` — the warp renderer turns photo + track into frames or an mp4.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional, Union
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import DiffusionPipeline
+from diffusers.schedulers import SchedulerMixin
+from diffusers.utils import BaseOutput, replace_example_docstring
+
+from .audio import AudioInput, load_audio, make_audio_features, num_video_frames
+from .canonical import from_canonical, to_canonical
+from .edits import add_blinks, add_head_motion
+from .errors import InputError
+from .face import FaceAnalyzer, FaceDetection
+from .images import ImageInput, load_image
+from .landmarks import LandmarkTrack, belongs_to, retarget
+from .models.landmark_denoiser import LandmarkDenoiser
+from .motion import generate_motion
+from .render.export import render_to_mp4
+from .render.warp import WarpRenderer
+
+logger = logging.getLogger(__name__)
+
+EXAMPLE_DOC_STRING = """
+    Examples:
+        ```py
+        >>> from pipeline import TalkingFacePipeline
+        >>> import torch
+
+        >>> pipe = TalkingFacePipeline.from_pretrained("checkpoints")
+        >>> out = pipe(image="examples/astronaut.png", audio="examples/speech.wav",
+        ...            generator=torch.Generator().manual_seed(0), output_type="mp4", output_path="talk.mp4")
+        >>> out.landmarks.save("talk.json")  # edit it, then: pipe(image=..., audio=..., landmarks=edited)
+        ```
+"""
+
+OutputType = str  # "np" | "pil" | "mp4"
+
+
+@dataclass
+class TalkingFaceInputs:
+    """What :meth:`TalkingFacePipeline.prepare` found in the user's photo and recording."""
+
+    image: np.ndarray  # (H, W, 3) uint8 RGB
+    face: FaceDetection
+    audio: np.ndarray  # (N,) float32, 16 kHz mono
+    fps: float
+
+    @property
+    def num_frames(self) -> int:
+        return num_video_frames(len(self.audio), self.fps)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return (self.image.shape[1], self.image.shape[0])
+
+
+@dataclass
+class TalkingFacePipelineOutput(BaseOutput):
+    """``frames``: ``(T, S, S, 3)`` uint8 array, a list of PIL images, or the path of the mp4 (``output_type``);
+    ``landmarks``: the track that was rendered; ``fps``; ``audio``: the 16 kHz mono speech."""
+
+    frames: Union[np.ndarray, list[PIL.Image.Image], str]
+    landmarks: LandmarkTrack
+    fps: float
+    audio: np.ndarray
+
+
+class TalkingFacePipeline(DiffusionPipeline):
+    r"""
+    Audio-driven talking face: landmark diffusion (AToM-Net style) followed by landmark-driven rendering.
+
+    Parameters:
+        landmark_denoiser ([`LandmarkDenoiser`]): denoises windows of canonical landmark motion.
+        scheduler ([`SchedulerMixin`]): a diffusers scheduler for sampling (DDIM or DPM-Solver).
+        fps (`float`): video frame rate.
+        audio_features (`str`): "logmel" or the HuBERT / wav2vec2 model id or folder the denoiser was trained on.
+        landmark_backend (`str`): "dlib" (offline default) or "fan".
+    """
+
+    model_cpu_offload_seq = "landmark_denoiser"
+
+    def __init__(
+        self,
+        landmark_denoiser: LandmarkDenoiser,
+        scheduler: SchedulerMixin,
+        fps: float = 25.0,
+        audio_features: str = "logmel",
+        landmark_backend: str = "dlib",
+    ) -> None:
+        super().__init__()
+        self.register_modules(landmark_denoiser=landmark_denoiser, scheduler=scheduler)
+        self.register_to_config(fps=fps, audio_features=audio_features, landmark_backend=landmark_backend)
+        self._lazy_lock = threading.Lock()
+        self._face_analyzer: Optional[FaceAnalyzer] = None
+        self._audio_featurizer = None
+
+    # --- shared helpers, built on first use ---------------------------------------------------------
+    @property
+    def face_analyzer(self) -> FaceAnalyzer:
+        with self._lazy_lock:
+            if self._face_analyzer is None:
+                self._face_analyzer = FaceAnalyzer(self.config.landmark_backend)
+            return self._face_analyzer
+
+    @property
+    def audio_featurizer(self):
+        with self._lazy_lock:
+            if self._audio_featurizer is None:
+                spec = self.config.audio_features
+                kwargs = {} if spec == "logmel" else {"device": str(self.device)}
+                self._audio_featurizer = make_audio_features(spec, **kwargs)
+            return self._audio_featurizer
+
+    # --- 1. inputs ------------------------------------------------------------------------------------
+    def check_inputs(self, num_inference_steps: int, guidance_scale: float, output_type: str, size: int) -> None:
+        if not isinstance(num_inference_steps, int) or not 1 <= num_inference_steps <= 1000:
+            raise InputError(f"num_inference_steps must be an integer from 1 to 1000, not {num_inference_steps!r}.")
+        if not 0.0 <= guidance_scale <= 20.0:
+            raise InputError(f"guidance_scale must be between 0 and 20, not {guidance_scale!r}.")
+        if output_type not in ("np", "pil", "mp4"):
+            raise InputError(f"output_type must be 'np', 'pil' or 'mp4', not {output_type!r}.")
+        if size not in (256, 512):
+            raise InputError(f"size must be 256 or 512, not {size!r}.")
+
+    def prepare(self, image: ImageInput, audio: AudioInput | np.ndarray) -> TalkingFaceInputs:
+        """Load the photo and find its face; load the speech (16 kHz mono). Raises :class:`InputError`."""
+        rgb = load_image(image)
+        face = self.face_analyzer.detect(rgb)
+        if face.message:
+            logger.info(face.message)
+        samples = np.asarray(audio, dtype=np.float32) if isinstance(audio, np.ndarray) else load_audio(audio)
+        return TalkingFaceInputs(rgb, face, samples, float(self.config.fps))
+
+    # --- 2. landmarks -------------------------------------------------------------------------------
+    def generate_landmarks(
+        self,
+        inputs: TalkingFaceInputs,
+        num_inference_steps: int = 10,
+        guidance_scale: float = 2.0,
+        generator: Optional[torch.Generator] = None,
+        head_motion: float = 1.0,
+        blink_rate: Optional[float] = None,
+        callback_on_step_end: Optional[Callable[..., Any]] = None,
+    ) -> LandmarkTrack:
+        """The speech-driven landmark track for the prepared face, in the photo's pixel space.
+
+        The denoiser generates canonical motion (lips and jaw from the audio; blinks, brows and small
+        expression changes on their own); ``head_motion`` scales an added natural head sway and
+        ``blink_rate`` (per minute), when given, adds blinks at natural random times.
+        """
+        features = self.audio_featurizer(inputs.audio, fps=inputs.fps)  # (T, D)
+        neutral, to_canon = to_canonical(inputs.face.landmarks)
+        scheduler = type(self.scheduler).from_config(self.scheduler.config)  # per call: safe across threads
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator).item())
+        bars = []  # the progress bar opens at the first step, when the number of steps is known
+
+        def on_step(done: int, total: int) -> None:
+            if not bars:
+                bars.append(self.progress_bar(total=total))
+                bars[0].set_description("landmarks")
+            bars[0].update(done - bars[0].n)
+            if callback_on_step_end is not None:
+                callback_on_step_end(self, done - 1, None, {})
+
+        motion = generate_motion(
+            self.landmark_denoiser, scheduler, features, neutral, num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale, generator=generator, progress=on_step,
+        )
+        for bar in bars:
+            bar.close()
+        frames = from_canonical(neutral[None] + motion, to_canon)
+        track = LandmarkTrack(frames, inputs.fps, inputs.image_size, reference=inputs.face.landmarks,
+                              info={"source": "landmark-diffusion", "steps": num_inference_steps,
+                                    "guidance": guidance_scale, "seed": seed})
+        if head_motion:
+            track = add_head_motion(track, head_motion, seed)
+        if blink_rate:
+            track = add_blinks(track, rate_per_minute=blink_rate, seed=seed)
+        return track
+
+    # --- 3. video -------------------------------------------------------------------------------------
+    def fit_track(self, track: LandmarkTrack, inputs: TalkingFaceInputs) -> np.ndarray:
+        """The track's frames for this photo and recording: retargeted when the track was made for another face,
+        cut or extended (holding the face at rest) to the recording's length."""
+        if not belongs_to(track, inputs.face.landmarks, inputs.image_size):
+            track = retarget(track, inputs.face.landmarks, inputs.image_size)
+        frames = track.frames[: inputs.num_frames]
+        missing = inputs.num_frames - len(frames)
+        if missing:
+            rest = np.repeat(inputs.face.landmarks[None], missing, axis=0)
+            frames = np.concatenate([frames, rest.astype(frames.dtype)])
+        return frames
+
+    def render(
+        self,
+        inputs: TalkingFaceInputs,
+        track: LandmarkTrack,
+        size: int = 256,
+        full: bool = False,
+        output_type: OutputType = "np",
+        output_path: Optional[Union[str, Path]] = None,
+    ) -> Union[np.ndarray, list[PIL.Image.Image], str]:
+        """Render the photo driven by ``track``. ``output_type="mp4"`` streams frames to ``output_path`` (a new
+        temporary file when not given) in chunks, so memory does not grow with length, and returns its path."""
+        frames = self.fit_track(track, inputs)
+        renderer = WarpRenderer(size=size, full=full)
+        context = renderer.prepare(inputs.image, inputs.face.landmarks)
+        bar = self.progress_bar(total=len(frames))
+        bar.set_description("render")
+        if output_type == "mp4":
+            if output_path is None:
+                output_path = tempfile.NamedTemporaryFile(suffix=".mp4", delete=False).name
+            render_to_mp4(renderer, context, frames, output_path, inputs.fps, inputs.audio,
+                          progress=lambda done, total: bar.update(done - bar.n))
+            bar.close()
+            return str(output_path)
+        video = renderer.render(context, frames)
+        bar.update(len(frames))
+        bar.close()
+        return [PIL.Image.fromarray(f) for f in video] if output_type == "pil" else video
+
+    @torch.no_grad()
+    @replace_example_docstring(EXAMPLE_DOC_STRING)
+    def __call__(
+        self,
+        image: ImageInput,
+        audio: AudioInput | np.ndarray,
+        size: int = 256,
+        full: bool = False,
+        num_inference_steps: int = 10,
+        guidance_scale: float = 2.0,
+        generator: Optional[torch.Generator] = None,
+        landmarks: Optional[LandmarkTrack] = None,
+        head_motion: float = 1.0,
+        blink_rate: Optional[float] = None,
+        output_type: OutputType = "np",
+        output_path: Optional[Union[str, Path]] = None,
+        return_dict: bool = True,
+        callback_on_step_end: Optional[Callable[..., Any]] = None,
+    ) -> Union[TalkingFacePipelineOutput, tuple]:
+        r"""
+        Animate ``image`` with ``audio``.
+
+        Args:
+            image: the portrait (path, bytes, PIL image or RGB array).
+            audio: the speech (path, Gradio's ``(rate, samples)`` or a 16 kHz mono array).
+            size: side of the square face crop (256 or 512); with ``full`` the whole photo is kept instead.
+            num_inference_steps, guidance_scale, generator: sampling of the landmark diffusion model.
+            landmarks: a track to render as given (e.g. edited); skips the landmark model.
+            head_motion, blink_rate: see :meth:`generate_landmarks`.
+            output_type: "np" (frames array), "pil" (list of images) or "mp4" (written to ``output_path``).
+            return_dict: return a [`TalkingFacePipelineOutput`] instead of a tuple.
+            callback_on_step_end: called as ``callback(pipe, step, timestep, {})`` after each denoising step.
+
+        Examples:
+        """
+        # 1. Check inputs
+        self.check_inputs(num_inference_steps, guidance_scale, output_type, size)
+        # 2. Face and speech
+        inputs = self.prepare(image, audio)
+        # 3. Landmark track
+        if landmarks is None:
+            landmarks = self.generate_landmarks(inputs, num_inference_steps, guidance_scale, generator,
+                                                head_motion, blink_rate, callback_on_step_end)
+        # 4. Frames
+        frames = self.render(inputs, landmarks, size, full, output_type, output_path)
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (frames, landmarks)
+        return TalkingFacePipelineOutput(frames=frames, landmarks=landmarks, fps=inputs.fps, audio=inputs.audio)
+

@@ -1,0 +1,163 @@
+"""TalkingFacePipeline fast tests with tiny components (diffusers style)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from diffusers import DDIMScheduler
+from PIL import Image
+
+from pipeline import InputError, LandmarkDenoiser, LandmarkTrack, TalkingFacePipeline
+from pipeline.cli import main
+from pipeline.loading import resolve_checkpoint
+from tests.conftest import speechlike
+from tests.test_video import ffprobe_text
+
+
+def get_dummy_components() -> dict:
+    torch.manual_seed(0)
+    denoiser = LandmarkDenoiser(window=16, audio_dim=320, d_model=32, num_layers=1, num_heads=2)
+    scheduler = DDIMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2",
+                              prediction_type="sample", clip_sample=False)
+    return {"landmark_denoiser": denoiser, "scheduler": scheduler}
+
+
+@pytest.fixture(scope="module")
+def pipe() -> TalkingFacePipeline:
+    pipe = TalkingFacePipeline(**get_dummy_components())
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory, astronaut):
+    d = tmp_path_factory.mktemp("media")
+    Image.fromarray(astronaut).save(d / "photo.png")
+    sf.write(d / "speech.wav", speechlike(1.5), 16000)
+    return d
+
+
+def _run(pipe, media, seed=0, **kw):
+    return pipe(image=media / "photo.png", audio=media / "speech.wav", num_inference_steps=2,
+                generator=torch.Generator().manual_seed(seed), **kw)
+
+
+def test_outputs_and_shapes(pipe, media):
+    out = _run(pipe, media)
+    assert out.frames.shape == (38, 256, 256, 3) and out.frames.dtype == np.uint8
+    assert out.landmarks.num_frames == 38 and out.landmarks.image_size == (512, 512) and out.fps == 25
+    assert out.audio.shape == (24000,)
+    pil = _run(pipe, media, output_type="pil", size=512)
+    assert len(pil.frames) == 38 and pil.frames[0].size == (512, 512)
+    frames, track = _run(pipe, media, return_dict=False)
+    assert np.array_equal(frames, out.frames) and np.allclose(track.frames, out.landmarks.frames)
+    assert out["landmarks"] is out.landmarks  # BaseOutput is indexable by key
+
+
+def test_determinism_and_variation(pipe, media):
+    a, b, c = (_run(pipe, media, seed=s).landmarks.frames for s in (0, 0, 1))
+    assert np.array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_save_load_round_trip(pipe, media, tmp_path):
+    pipe.save_pretrained(tmp_path / "ckpt")
+    assert (tmp_path / "ckpt" / "model_index.json").is_file()
+    again = TalkingFacePipeline.from_pretrained(tmp_path / "ckpt")
+    again.set_progress_bar_config(disable=True)
+    assert np.allclose(_run(again, media).landmarks.frames, _run(pipe, media).landmarks.frames, atol=1e-5)
+
+
+def test_landmarks_pass_through(pipe, media, astronaut_landmarks):
+    opened = np.repeat(astronaut_landmarks[None], 38, axis=0)
+    opened[:, 57:60, 1] += 12
+    opened[:, 65:68, 1] += 12
+    track = LandmarkTrack(opened, 25, (512, 512), reference=astronaut_landmarks)
+    steps = []
+    out = _run(pipe, media, landmarks=track, callback_on_step_end=lambda *a: steps.append(a[1]))
+    assert steps == [] and out.landmarks is track  # the landmark model did not run
+    inputs = pipe.prepare(media / "photo.png", media / "speech.wav")
+    assert np.array_equal(out.frames, pipe.render(inputs, track))
+
+
+def test_callbacks_and_progress(pipe, media):
+    steps = []
+    _run(pipe, media, callback_on_step_end=lambda p, i, t, kw: steps.append(i))
+    assert steps and steps[0] == 0 and steps == sorted(steps)
+
+
+def test_mp4_streaming_matches_frames(pipe, media, tmp_path):
+    """The mp4 path renders in chunks; decoded, it equals the all-at-once frames up to compression."""
+    from pipeline.video import iter_video_frames
+
+    long_audio = tmp_path / "long.wav"
+    sf.write(long_audio, speechlike(6.0), 16000)  # 150 frames: three render chunks
+    kw = dict(image=media / "photo.png", audio=long_audio, num_inference_steps=2)
+    at_once = pipe(**kw, generator=torch.Generator().manual_seed(0)).frames
+    path = pipe(**kw, generator=torch.Generator().manual_seed(0), output_type="mp4",
+                output_path=tmp_path / "o.mp4").frames
+    decoded = np.stack(list(iter_video_frames(path)))
+    assert decoded.shape == at_once.shape
+    mse = np.mean((decoded.astype(float) - at_once.astype(float)) ** 2, axis=(1, 2, 3))
+    psnr = 10 * np.log10(255**2 / mse)
+    assert psnr.min() > 30  # no frame is off: chunk boundaries (64, 128) included
+    assert "aac" in ffprobe_text(path)
+
+
+def test_bad_inputs(pipe, media, tmp_path):
+    Image.new("RGB", (200, 200), (90, 120, 150)).save(tmp_path / "wall.png")
+    with pytest.raises(InputError, match="No face"):
+        pipe(image=tmp_path / "wall.png", audio=media / "speech.wav")
+    with pytest.raises(InputError, match="output_type"):
+        _run(pipe, media, output_type="gif")
+    with pytest.raises(InputError, match="size"):
+        _run(pipe, media, size=300)
+
+
+def test_resolve_checkpoint_folder_and_hub_cache(pipe, tmp_path, monkeypatch):
+    pipe.save_pretrained(tmp_path / "ckpt")
+    assert resolve_checkpoint(tmp_path / "ckpt") == tmp_path / "ckpt"
+    with pytest.raises(RuntimeError, match="model_index.json"):
+        resolve_checkpoint(tmp_path)
+    # A Hub repo id resolves through snapshot_download; here from a local cache laid out as the Hub client does.
+    cache = tmp_path / "hub"
+    snapshot = cache / "models--someone--talking-face" / "snapshots" / ("0" * 40)
+    snapshot.parent.mkdir(parents=True)
+    (tmp_path / "ckpt").rename(snapshot)
+    (cache / "models--someone--talking-face" / "refs").mkdir()
+    (cache / "models--someone--talking-face" / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    import huggingface_hub.constants as hub_constants
+
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(cache))
+    folder = resolve_checkpoint("someone/talking-face", local_files_only=True)
+    assert (folder / "model_index.json").is_file()
+    assert TalkingFacePipeline.from_pretrained(folder).landmark_denoiser.config.window == 16
+
+
+def test_cli_landmarks_and_generate(pipe, media, tmp_path, capsys):
+    pipe.save_pretrained(tmp_path / "ckpt")
+    ckpt = str(tmp_path / "ckpt")
+    assert main(["landmarks", "--image", str(media / "photo.png"), "--audio", str(media / "speech.wav"),
+                 "-o", str(tmp_path / "t.json"), "--checkpoint", ckpt, "--steps", "2", "-q"]) == 0
+    assert LandmarkTrack.load(tmp_path / "t.json").num_frames == 38
+    assert main(["generate", "--image", str(media / "photo.png"), "--audio", str(media / "speech.wav"),
+                 "-o", str(tmp_path / "g.mp4"), "--checkpoint", ckpt, "--steps", "2",
+                 "--landmarks-out", str(tmp_path / "g.json"), "-q"]) == 0
+    assert "256x256" in ffprobe_text(tmp_path / "g.mp4") and (tmp_path / "g.json").is_file()
+
+
+def test_cli_batch_reports_failures_and_goes_on(pipe, media, tmp_path, capsys):
+    pipe.save_pretrained(tmp_path / "ckpt")
+    Image.new("RGB", (200, 200), (90, 120, 150)).save(tmp_path / "wall.png")
+    (tmp_path / "pairs.csv").write_text(
+        f"image,audio,output\n{media / 'photo.png'},{media / 'speech.wav'},one.mp4\n"
+        f"wall.png,{media / 'speech.wav'},two.mp4\n"
+    )
+    code = main(["generate", "--batch", str(tmp_path / "pairs.csv"), "-o", str(tmp_path / "out"),
+                 "--checkpoint", str(tmp_path / "ckpt"), "--steps", "2", "-q"])
+    text = capsys.readouterr().out
+    assert code == 1 and "1 of 2 done; 1 failed" in text and "wall.png: No face" in text
+    assert (tmp_path / "out" / "one.mp4").is_file() and not (tmp_path / "out" / "two.mp4").exists()

@@ -36,7 +36,7 @@ def resolve_checkpoint(source: Optional[Union[str, os.PathLike]] = None, revisio
 def load_pipeline(source: Optional[Union[str, os.PathLike]] = None, device: Optional[str] = None,
                   torch_dtype=None, local_files_only: bool = False):
     """Load :class:`TalkingFacePipeline` from :func:`resolve_checkpoint`'s folder onto ``device`` (CUDA when
-    available, else CPU)."""
+    available, else CPU), with its face detector ready."""
     import torch
 
     from .pipeline_talking_face import TalkingFacePipeline
@@ -45,4 +45,5 @@ def load_pipeline(source: Optional[Union[str, os.PathLike]] = None, device: Opti
     kwargs = {"torch_dtype": torch_dtype} if torch_dtype is not None else {}
     pipe = TalkingFacePipeline.from_pretrained(str(folder), **kwargs)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    pipe.face_analyzer  # load the face models now, not on the first request  # noqa: B018
     return pipe.to(device)

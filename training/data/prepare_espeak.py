@@ -43,6 +43,7 @@ from pipeline.audio import SAMPLE_RATE, num_video_frames  # noqa: E402
 from training.data import espeak  # noqa: E402
 from training.data.faces import natural_upper_motion, random_neutral_face  # noqa: E402
 from training.data.format import Example  # noqa: E402
+from training.data.text import number_words  # noqa: E402
 from training.data.visemes import phonemes_to_motion  # noqa: E402
 
 SOURCE = "espeak"
@@ -132,9 +133,6 @@ EXCLAMATIONS = ("Oh no!", "Yes, of course.", "Thank you very much.", "Good morni
                 "Excuse me.", "Really?", "No way!", "Not at all.", "Why not?", "Oh, I forgot.", "Welcome back!",
                 "Please sit down.", "Just a minute.", "Never mind.", "Sure thing.", "What a surprise!")
 QUESTION_WORDS = ("Why", "Where", "When", "How")
-_ONES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
-         "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen")
-_TENS = ("", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
 
 FOREIGN: dict[str, dict[str, tuple[str, ...]]] = {
     "de": {
@@ -171,22 +169,6 @@ FOREIGN: dict[str, dict[str, tuple[str, ...]]] = {
                 "con mucho gusto.", "en la cocina.", "sin decir nada.", "otra vez.", "en invierno."),
     },
 }
-
-
-def number_words(n: int) -> str:
-    """English words for 0 <= n < 1,000,000 ("three hundred and twelve")."""
-    if n < 20:
-        return _ONES[n]
-    if n < 100:
-        return _TENS[n // 10] + ("" if n % 10 == 0 else " " + _ONES[n % 10])
-    if n < 1000:
-        rest = n % 100
-        return _ONES[n // 100] + " hundred" + ("" if rest == 0 else " and " + number_words(rest))
-    rest = n % 1000
-    head = number_words(n // 1000) + " thousand"
-    if rest == 0:
-        return head
-    return head + (" and " if rest < 100 else " ") + number_words(rest)
 
 
 def _pick(rng: np.random.Generator, items: Sequence):

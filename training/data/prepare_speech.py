@@ -57,6 +57,7 @@ from pipeline.audio import SAMPLE_RATE, load_audio, num_video_frames  # noqa: E4
 from pipeline.errors import AudioError  # noqa: E402
 from training.data.faces import natural_upper_motion, random_neutral_face  # noqa: E402
 from training.data.format import Example  # noqa: E402
+from training.data.text import number_words  # noqa: E402
 from training.data.visemes import phonemes_to_motion  # noqa: E402
 
 SOURCE = "speech"
@@ -115,33 +116,14 @@ def read_transcripts(paths: Sequence[Path]) -> dict[str, str]:
     return out
 
 
-_ONES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
-         "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen")
-_TENS = ("", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
-
-
-def _number_words(n: int) -> str:
-    if n < 20:
-        return _ONES[n]
-    if n < 100:
-        return _TENS[n // 10] + ("" if n % 10 == 0 else " " + _ONES[n % 10])
-    if n < 1000:
-        rest = n % 100
-        return _ONES[n // 100] + " hundred" + ("" if rest == 0 else " " + _number_words(rest))
-    if n < 1_000_000:
-        rest = n % 1000
-        return _number_words(n // 1000) + " thousand" + ("" if rest == 0 else " " + _number_words(rest))
-    return " ".join(_ONES[int(d)] for d in str(n))
-
-
 def spell_number(digits: str) -> str:
     """"1455" -> "fourteen fifty five" (years), "42" -> "forty two", "2000" -> "two thousand"."""
     n = int(digits)
     if len(digits) == 4 and 1100 <= n <= 1999 or (2010 <= n <= 2099):
         head, tail = divmod(n, 100)
-        return _number_words(head) + (" hundred" if tail == 0 else
-                                      (" oh " + _ONES[tail] if tail < 10 else " " + _number_words(tail)))
-    return _number_words(n)
+        return number_words(head) + (" hundred" if tail == 0 else
+                                      (" oh " + number_words(tail) if tail < 10 else " " + number_words(tail)))
+    return number_words(n)
 
 
 def normalise_text(text: str) -> list[str]:

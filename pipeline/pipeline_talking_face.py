@@ -22,6 +22,7 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.schedulers import SchedulerMixin
 from diffusers.utils import BaseOutput, replace_example_docstring
+from tqdm.auto import tqdm
 
 from .audio import AudioInput, load_audio, make_audio_features, num_video_frames
 from .canonical import from_canonical, to_canonical
@@ -128,6 +129,12 @@ class TalkingFacePipeline(DiffusionPipeline):
                 self._audio_featurizer = make_audio_features(spec, **kwargs)
             return self._audio_featurizer
 
+    def stage_progress_bar(self, total: int, stage: str) -> tqdm:
+        """Like ``self.progress_bar(total=...)`` (honouring ``set_progress_bar_config``) but named after the stage,
+        so UIs that mirror tqdm (Gradio's ``track_tqdm``) show it."""
+        config = {"desc": stage, **getattr(self, "_progress_bar_config", {})}
+        return tqdm(total=total, **config)
+
     # --- 1. inputs ------------------------------------------------------------------------------------
     def check_inputs(self, num_inference_steps: int, guidance_scale: float, output_type: str, size: int) -> None:
         if not isinstance(num_inference_steps, int) or not 1 <= num_inference_steps <= 1000:
@@ -173,8 +180,7 @@ class TalkingFacePipeline(DiffusionPipeline):
 
         def on_step(done: int, total: int) -> None:
             if not bars:
-                bars.append(self.progress_bar(total=total))
-                bars[0].set_description("landmarks")
+                bars.append(self.stage_progress_bar(total, "landmarks"))
             bars[0].update(done - bars[0].n)
             if callback_on_step_end is not None:
                 callback_on_step_end(self, done - 1, None, {})
@@ -222,8 +228,7 @@ class TalkingFacePipeline(DiffusionPipeline):
         frames = self.fit_track(track, inputs)
         renderer = WarpRenderer(size=size, full=full)
         context = renderer.prepare(inputs.image, inputs.face.landmarks)
-        bar = self.progress_bar(total=len(frames))
-        bar.set_description("render")
+        bar = self.stage_progress_bar(len(frames), "render")
         if output_type == "mp4":
             if output_path is None:
                 output_path = tempfile.NamedTemporaryFile(suffix=".mp4", delete=False).name

@@ -1,0 +1,380 @@
+"""Talking face web app: a portrait photo and a speech recording in; an editable landmark track and a lip-synced
+video out.
+
+Run ``python app.py`` (``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT`` choose the address; the checkpoint comes
+from ``$TALKING_FACE_CHECKPOINT``, a folder or Hub repo id, else ``checkpoints/``).
+
+API endpoints (``gradio_client``; files with ``handle_file``)::
+
+    from gradio_client import Client, handle_file
+    client = Client("http://127.0.0.1:7860/")
+    track_json, preview_mp4, plot_png, frame_png, frame, status = client.predict(
+        handle_file("photo.jpg"), handle_file("speech.wav"),
+        0, 2.0, 10,                    # seed, guidance, sampling steps
+        1.0, 0.0, 0.0, 0.0, 1.0,       # intensity, smile, smoothing, extra blinks/min, head motion
+        api_name="/landmarks")
+    video = client.predict(handle_file("photo.jpg"), handle_file("speech.wav"), handle_file(track_json),
+                           "Fast warp", 256, False, api_name="/render")   # renderer, size, whole photo
+
+* ``/landmarks`` (photo, speech, seed, guidance, steps, intensity, smile, smoothing, blink_rate, head_motion) ->
+  (track JSON file, landmark preview mp4 with audio, timeline plot png, frame png, frame slider update
+  ``{"value", "maximum"}``, status). The same seed gives the same track.
+* ``/render`` (photo, speech, track JSON file, renderer, size 256|512, whole photo) -> (mp4 with audio, status).
+  Any track in the documented JSON schema works (edited elsewhere, or made for another face: it is retargeted).
+* ``/apply_controls`` (intensity, smile, smoothing, blink_rate, head_motion, frame) re-applies the global controls
+  to the track of the same client's session (after ``/landmarks``; the model does not run again) -> (track JSON,
+  preview, plot, frame png, status). ``/load_track`` (track JSON, photo, speech, frame) makes a track the
+  session's base -> the same outputs as ``/landmarks``.
+
+Each browser tab keeps its own session (photo, speech, base track, controls, point edits, undo stack, selected
+point) in a ``gr.State``; see :mod:`pipeline.app_logic`.
+"""
+
+import dataclasses
+import functools
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import gradio as gr
+import torch
+
+from pipeline.app_logic import (
+    NEUTRAL_CONTROLS,
+    Controls,
+    EditSession,
+    click,
+    frame_view,
+    new_session,
+    plot_timeline,
+    reset,
+    undo,
+    with_base,
+    with_controls,
+    write_preview,
+)
+from pipeline.audio import MAX_AUDIO_SECONDS
+from pipeline.errors import InputError
+from pipeline.landmarks import LandmarkTrack
+from pipeline.loading import load_pipeline
+
+try:
+    import spaces
+except ImportError:
+    spaces = None
+
+ROOT = Path(__file__).parent
+EXAMPLES = [[str(ROOT / "examples" / "astronaut.png"), str(ROOT / "examples" / "speech.wav")]]
+#: Renderers the app can offer (shown only when usable); the diffusion renderer joins when it exists.
+WARP = "Fast warp"
+#: Generate and render requests run this many at a time (each uses the model or all CPU cores).
+PIPELINE_CONCURRENCY = int(os.environ.get("TALKING_FACE_CONCURRENCY", 1))
+#: Generated files (previews, tracks, videos) are deleted this many seconds after they were made.
+CACHE_SECONDS = 3600
+
+INSTRUCTIONS = (
+    "**1.** Add a portrait and some speech (or pick the example) → **2.** *Generate landmarks* and check the "
+    "preview → **3.** tweak the sliders, or click a dot on the frame and then where it should go → "
+    "**4.** *Render video*."
+)
+
+
+def _gpu(duration: Callable[..., int]) -> Callable[[Callable], Callable]:
+    """``@spaces.GPU(duration=...)`` on Hugging Face Spaces; does nothing elsewhere."""
+    if spaces is None:
+        return lambda fn: fn
+    return spaces.GPU(duration=duration)
+
+
+def _user_errors(fn: Callable) -> Callable:
+    """Show problems with the user's input as a readable message in the page (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except InputError as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+
+    return wrapper
+
+
+def _output_file(prefix: str, suffix: str) -> Path:
+    """A new file for one request's output, inside Gradio's cache so ``delete_cache`` cleans it up."""
+    folder = Path(gr.utils.get_upload_folder()) / "talking-face"
+    folder.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=folder)
+    os.close(handle)
+    return Path(name)
+
+
+def _renderers(pipe) -> list[str]:
+    """The renderers this host can run: the warp renderer always; a diffusion renderer once the pipeline has one
+    and a GPU is present."""
+    names = [WARP]
+    if getattr(pipe, "diffusion_renderer", None) is not None and torch.cuda.is_available():
+        names.append("Diffusion")
+    return names
+
+
+def _landmark_seconds(inputs, steps: int, *_: Any) -> int:
+    """GPU time to ask Spaces for: grows with the recording and the number of sampling steps."""
+    return int(20 + len(inputs.audio) / 16000 * steps / 10)
+
+
+def _render_seconds(inputs, track, size: int, *_: Any) -> int:
+    return int(20 + inputs.num_frames * (size / 256) ** 2 / 50)
+
+
+def _controls(intensity: float, smile: float, smoothing: float, blink_rate: float, head_motion: float) -> Controls:
+    return Controls(float(intensity), float(smile), float(smoothing), float(blink_rate), float(head_motion))
+
+
+def _preview_outputs(session: EditSession, frame: int, progress: Optional[gr.Progress] = None) -> tuple:
+    """(track JSON file, preview mp4, plot, frame image) for the session's current track."""
+    track_path = session.track.save(_output_file("landmarks-", ".json"))
+    report = None if progress is None else (lambda done, total: progress((done, total), desc="preview"))
+    preview = write_preview(session.inputs.image, session.track, session.inputs.audio,
+                            _output_file("preview-", ".mp4"), session.view, progress=report)
+    plot = plot_timeline(session.inputs.audio, session.track, frame)
+    return str(track_path), str(preview), plot, frame_view(session, frame)
+
+
+def frame_slider_update(session: EditSession, frame: int) -> gr.Slider:
+    return gr.Slider(value=frame, maximum=session.track.num_frames - 1)
+
+
+def _status(session: EditSession, note: str = "") -> str:
+    track = session.track
+    edits = f", {len(session.edits)} point edit(s)" if session.edits else ""
+    text = f"{track.num_frames} frames at {track.fps:g} fps ({track.duration:.1f} s){edits}."
+    return f"{note} {text}".strip()
+
+
+def create_demo(pipe) -> gr.Blocks:
+    """The app around a loaded :class:`~pipeline.TalkingFacePipeline` (loaded once, shared read-only)."""
+    renderers = _renderers(pipe)
+
+    @_gpu(_landmark_seconds)
+    def sample_track(inputs, steps: int, guidance: float, seed: int) -> LandmarkTrack:
+        generator = torch.Generator().manual_seed(int(seed))
+        return pipe.generate_landmarks(inputs, int(steps), float(guidance), generator, head_motion=0.0)
+
+    @_gpu(_render_seconds)
+    def render_video(inputs, track: LandmarkTrack, size: int, full: bool, path: str) -> str:
+        return pipe.render(inputs, track, size=int(size), full=bool(full), output_type="mp4", output_path=path)
+
+    @_user_errors
+    def generate(photo, speech, seed, guidance, steps, intensity, smile, smoothing, blink_rate, head_motion,
+                 progress=gr.Progress(track_tqdm=True)):
+        if photo is None or speech is None:
+            raise gr.Error("Add a portrait photo and a speech recording first.", print_exception=False)
+        progress(0, desc="reading the photo and the speech")
+        inputs = pipe.prepare(photo, speech)
+        if inputs.face.message:
+            gr.Info(inputs.face.message)
+        progress(0, desc="landmarks")
+        base = sample_track(inputs, int(steps), float(guidance), int(seed or 0))
+        controls = _controls(intensity, smile, smoothing, blink_rate, head_motion)
+        session = new_session(inputs, base, controls, seed=int(base.info.get("seed", seed or 0)))
+        frame = 0
+        outputs = _preview_outputs(session, frame, progress)
+        return (session, *outputs, frame_slider_update(session, frame), _status(session, "Landmarks ready:"))
+
+    def _require(session: Optional[EditSession]) -> EditSession:
+        if session is None:
+            raise gr.Error("Generate landmarks (or upload a track) first.", print_exception=False)
+        return session
+
+    def _clamp(session: EditSession, frame) -> int:
+        return int(min(max(int(frame or 0), 0), session.track.num_frames - 1))
+
+    @_user_errors
+    def apply_controls(session, intensity, smile, smoothing, blink_rate, head_motion, frame):
+        session = _require(session)
+        changed = with_controls(session, _controls(intensity, smile, smoothing, blink_rate, head_motion))
+        if changed is session:
+            return (session,) + (gr.skip(),) * 5
+        frame = _clamp(changed, frame)
+        return (changed, *_preview_outputs(changed, frame), _status(changed, "Controls applied:"))
+
+    @_user_errors
+    def load_track(session, track_file, photo, speech, frame, progress=gr.Progress(track_tqdm=True)):
+        if track_file is None:
+            return (session,) + (gr.skip(),) * 6
+        track = LandmarkTrack.load(track_file)
+        if photo is not None and speech is not None:
+            progress(0, desc="reading the photo and the speech")
+            inputs = pipe.prepare(photo, speech)
+        elif session is not None:
+            inputs = session.inputs
+        else:
+            raise gr.Error("Add the portrait and the speech the track is for, then upload it again.",
+                           print_exception=False)
+        fitted = LandmarkTrack(pipe.fit_track(track, inputs), inputs.fps, inputs.image_size, inputs.face.landmarks,
+                               {**track.info, "uploaded": True})
+        if session is None:
+            session = new_session(inputs, fitted, NEUTRAL_CONTROLS, seed=0)
+        else:
+            session = with_base(session, fitted, NEUTRAL_CONTROLS, inputs)
+        frame = _clamp(session, frame)
+        return (session, *_preview_outputs(session, frame, progress), frame_slider_update(session, frame),
+                _status(session, "Track loaded (undo restores the previous one):"))
+
+    def show_frame(session, frame):
+        if session is None:
+            return gr.skip(), gr.skip()
+        frame = _clamp(session, frame)
+        return frame_view(session, frame), plot_timeline(session.inputs.audio, session.track, frame)
+
+    def on_click(session, frame, radius, evt: gr.SelectData):
+        session = _require(session)
+        frame = _clamp(session, frame)
+        changed, message = click(session, frame, evt.index[:2], int(radius))
+        if changed.track is session.track:  # only the selection changed
+            return changed, gr.skip(), gr.skip(), gr.skip(), frame_view(changed, frame), message
+        return (changed, *_preview_outputs(changed, frame), _status(changed, message))
+
+    def _restore(session: EditSession, changed: EditSession, frame, note: str):
+        sliders = [gr.Slider(value=v) for v in (changed.controls.intensity, changed.controls.smile,
+                                                changed.controls.smoothing, changed.controls.blink_rate,
+                                                changed.controls.head_motion)]
+        if changed is session:
+            return (session, *(gr.skip(),) * 5, "Nothing to undo." if note == "undo" else "Nothing to reset.",
+                    *sliders)
+        frame = _clamp(changed, frame)
+        return (changed, *_preview_outputs(changed, frame), frame_slider_update(changed, frame),
+                _status(changed, "Undone:" if note == "undo" else "Reset:"), *sliders)
+
+    def on_undo(session, frame):
+        session = _require(session)
+        return _restore(session, undo(session), frame, "undo")
+
+    def on_reset(session, frame):
+        session = _require(session)
+        return _restore(session, reset(session), frame, "reset")
+
+    @_user_errors
+    def render(photo, speech, track_file, renderer, size, full, progress=gr.Progress(track_tqdm=True)):
+        if photo is None or speech is None:
+            raise gr.Error("Add a portrait photo and a speech recording first.", print_exception=False)
+        if track_file is None:
+            raise gr.Error("Generate landmarks (or upload a track) first.", print_exception=False)
+        if renderer not in renderers:
+            raise gr.Error(f"The renderer {renderer!r} is not available here; choose one of {renderers}.",
+                           print_exception=False)
+        progress(0, desc="reading the photo, the speech and the track")
+        track = LandmarkTrack.load(track_file)
+        inputs = pipe.prepare(photo, speech)
+        progress(0, desc="render")
+        path = render_video(inputs, track, int(size), bool(full), str(_output_file("talking-face-", ".mp4")))
+        return path, f"Rendered {inputs.num_frames} frames ({len(inputs.audio) / 16000:.1f} s)."
+
+    with gr.Blocks(title="Talking face", delete_cache=(CACHE_SECONDS, CACHE_SECONDS)) as demo:
+        session = gr.State(None, time_to_live=CACHE_SECONDS)
+        gr.Markdown("## Talking face\n" + INSTRUCTIONS)
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=2, min_width=320):
+                photo = gr.Image(label="Portrait photo", type="filepath", sources=["upload", "webcam", "clipboard"],
+                                 height=300, elem_id="photo")
+                speech = gr.Audio(label=f"Speech (up to {MAX_AUDIO_SECONDS:g} s)", type="filepath",
+                                  sources=["upload", "microphone"], elem_id="speech")
+                gr.Examples(EXAMPLES, inputs=[photo, speech], label="Example (works offline)",
+                            cache_examples=False)
+                with gr.Row():
+                    seed = gr.Number(0, label="Seed", precision=0, minimum=0, scale=1, min_width=100)
+                    variation = gr.Button("Another variation", scale=1, min_width=140)
+                with gr.Accordion("Sampling", open=False):
+                    guidance = gr.Slider(0.0, 6.0, 2.0, step=0.1, label="Guidance",
+                                         info="How closely the mouth follows the speech (regenerates)")
+                    steps = gr.Slider(2, 50, 10, step=1, label="Sampling steps", info="More is slower")
+                generate_btn = gr.Button("Generate landmarks", variant="primary", elem_id="generate")
+            with gr.Column(scale=3, min_width=400):
+                preview = gr.Video(label="Landmark preview (with the speech)", height=440, elem_id="preview",
+                                   interactive=False)
+                plot = gr.Image(label="Timeline", height=220,
+                                interactive=False, buttons=[], format="png", elem_id="timeline")
+                status = gr.Markdown("Add a photo and speech, then click **Generate landmarks**.", label="Status",
+                                     elem_id="status")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=2, min_width=320):
+                gr.Markdown("### Whole track")
+                intensity = gr.Slider(0.0, 2.0, 1.0, step=0.05, label="Mouth and jaw intensity")
+                smile = gr.Slider(-1.0, 1.0, 0.0, step=0.05, label="Smile", info="Mouth corners up (or down)")
+                smoothing = gr.Slider(0.0, 4.0, 0.0, step=0.1, label="Smoothing (frames)")
+                blink_rate = gr.Slider(0.0, 40.0, 0.0, step=1, label="Extra blinks per minute")
+                head_motion = gr.Slider(0.0, 2.0, 1.0, step=0.05, label="Head motion")
+            with gr.Column(scale=3, min_width=400):
+                gr.Markdown("### One frame: click a dot, then where it should go")
+                frame_image = gr.Image(label="Frame (click to edit)", interactive=False, height=420, format="png",
+                                       buttons=["fullscreen"], elem_id="frame")
+                frame = gr.Slider(0, 1, 0, step=1, label="Frame", elem_id="frame-slider")
+                with gr.Row():
+                    radius = gr.Slider(0, 12, 4, step=1, label="Ease over ± frames", scale=2)
+                    undo_btn = gr.Button("Undo", scale=1, min_width=80)
+                    reset_btn = gr.Button("Reset edits", scale=1, min_width=80)
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=2, min_width=320):
+                gr.Markdown("### Render")
+                track_file = gr.File(label="Landmark track (JSON, to download)", interactive=False, elem_id="track")
+                upload_track = gr.UploadButton("Upload an edited track (JSON)", file_types=[".json"],
+                                               elem_id="upload-track", size="sm")
+                with gr.Row():
+                    renderer = gr.Radio(renderers, value=renderers[0], label="Renderer")
+                    size = gr.Radio([256, 512], value=256, label="Size (pixels)")
+                full = gr.Checkbox(False, label="Whole photo (instead of a square crop around the face)")
+                render_btn = gr.Button("Render video", variant="primary", elem_id="render")
+            with gr.Column(scale=3, min_width=400):
+                video = gr.Video(label="Talking face video", interactive=False, height=384, elem_id="video")
+                render_status = gr.Markdown("", label="Render status", elem_id="render-status")
+
+        control_inputs = [intensity, smile, smoothing, blink_rate, head_motion]
+        edit_outputs = [session, track_file, preview, plot, frame_image]
+        generate_event = dict(
+            fn=generate, inputs=[photo, speech, seed, guidance, steps, *control_inputs],
+            outputs=[*edit_outputs, frame, status], concurrency_id="pipeline", concurrency_limit=PIPELINE_CONCURRENCY,
+        )
+        generate_btn.click(**generate_event, api_name="landmarks")
+        variation.click(lambda: random.randrange(2**31 - 1), None, seed, api_visibility="private",
+                        queue=False).then(**generate_event, api_visibility="private")
+        for slider in control_inputs:
+            slider.release(apply_controls, [session, *control_inputs, frame], [*edit_outputs, status],
+                           api_name="apply_controls" if slider is intensity else None,
+                           api_visibility="public" if slider is intensity else "private", trigger_mode="always_last")
+        upload_track.upload(load_track, [session, upload_track, photo, speech, frame], [*edit_outputs, frame, status],
+                          api_name="load_track", concurrency_id="pipeline", concurrency_limit=PIPELINE_CONCURRENCY)
+        frame.input(show_frame, [session, frame], [frame_image, plot], show_progress="hidden",
+                    trigger_mode="always_last", api_visibility="private")
+        frame.release(show_frame, [session, frame], [frame_image, plot], show_progress="hidden",
+                      api_visibility="private")
+        frame_image.select(on_click, [session, frame, radius], [*edit_outputs, status], api_visibility="private",
+                           show_progress="minimal")
+        undo_btn.click(on_undo, [session, frame], [*edit_outputs, frame, status, *control_inputs],
+                       api_visibility="private")
+        reset_btn.click(on_reset, [session, frame], [*edit_outputs, frame, status, *control_inputs],
+                        api_visibility="private")
+        for component in (photo, speech):
+            component.change(lambda current: gr.skip() if current is None else
+                             "New input: click **Generate landmarks** to use it (or *Render video* to apply the "
+                             "current track to it).", component, status, queue=False, api_visibility="private")
+        render_btn.click(render, [photo, speech, track_file, renderer, size, full], [video, render_status],
+                         api_name="render", concurrency_id="pipeline", concurrency_limit=PIPELINE_CONCURRENCY)
+    return demo
+
+
+def warm_up(pipe) -> None:
+    """Run each stage once on one second of the example, so the first user does not wait for lazy loading."""
+    inputs = pipe.prepare(*EXAMPLES[0])
+    inputs = dataclasses.replace(inputs, audio=inputs.audio[:16000])
+    track = pipe.generate_landmarks(inputs, num_inference_steps=2, generator=torch.Generator().manual_seed(0))
+    pipe.render(inputs, track, output_type="np")
+
+
+if __name__ == "__main__":
+    if os.environ.get("TALKING_FACE_TORCH_THREADS"):  # small models on a busy CPU run faster on fewer threads
+        torch.set_num_threads(int(os.environ["TALKING_FACE_TORCH_THREADS"]))
+    pipeline = load_pipeline()
+    warm_up(pipeline)
+    create_demo(pipeline).queue(default_concurrency_limit=4, max_size=32).launch()

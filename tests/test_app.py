@@ -1,0 +1,322 @@
+"""The web app: its pure helpers (pipeline/app_logic.py) and its API, through gradio_client against a launched app
+on a tiny checkpoint."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from dataclasses import replace
+from pathlib import Path
+from typing import Iterator
+
+import imageio_ffmpeg
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from PIL import Image
+
+from pipeline import app_logic as al
+from pipeline.audio import num_video_frames
+from pipeline.canonical import inter_ocular
+from pipeline.edits import move_point
+from pipeline.face import FaceDetection
+from pipeline.landmarks import LandmarkTrack
+from pipeline.regions import JAW, LOWER_FACE, NOSE
+from tests.conftest import speechlike
+
+SECONDS = 2.0
+FRAMES = num_video_frames(int(SECONDS * 16000), 25.0)  # 50
+
+
+# ----------------------------------------------------------------------------------------------------
+# Fixtures
+
+
+@pytest.fixture
+def talking(astronaut_landmarks) -> LandmarkTrack:
+    """40 frames of the astronaut's face whose jaw and lower lip swing open and shut twice."""
+    frames = np.repeat(astronaut_landmarks[None].astype(np.float64), 40, axis=0)
+    opening = 0.12 * inter_ocular(astronaut_landmarks) * (0.5 - 0.5 * np.cos(np.linspace(0, 4 * np.pi, 40)))
+    for idx in list(range(5, 12)) + list(range(55, 60)) + list(range(65, 68)):
+        frames[:, idx, 1] += opening
+    return LandmarkTrack(frames, 25, (512, 512), reference=astronaut_landmarks)
+
+
+@pytest.fixture
+def inputs(astronaut, astronaut_landmarks):
+    from pipeline.pipeline_talking_face import TalkingFaceInputs
+
+    face = FaceDetection(astronaut_landmarks, (0, 0, 10, 10), 1.0, 1)
+    return TalkingFaceInputs(astronaut, face, speechlike(40 / 25), 25.0)
+
+
+@pytest.fixture
+def session(inputs, talking) -> al.EditSession:
+    return al.new_session(inputs, talking, al.NEUTRAL_CONTROLS, seed=3)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_app(folder: Path) -> Iterator[str]:
+    """Launch app.py's demo on a tiny saved checkpoint (loaded through ``$TALKING_FACE_CHECKPOINT``) on a free
+    localhost port; yields its URL and closes it afterwards."""
+    from diffusers import DDIMScheduler
+
+    from pipeline import LandmarkDenoiser, TalkingFacePipeline
+    from pipeline.loading import load_pipeline
+
+    torch.manual_seed(0)
+    tiny = TalkingFacePipeline(
+        landmark_denoiser=LandmarkDenoiser(window=16, audio_dim=320, d_model=32, num_layers=1, num_heads=2),
+        scheduler=DDIMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2",
+                                prediction_type="sample", clip_sample=False),
+    )
+    tiny.save_pretrained(folder / "checkpoint")
+    threads = torch.get_num_threads()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TALKING_FACE_CHECKPOINT", str(folder / "checkpoint"))
+        mp.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+        torch.set_num_threads(1)  # the tiny model is fastest on one thread, above all on a busy CPU
+        from app import create_demo
+
+        demo = create_demo(load_pipeline()).queue(default_concurrency_limit=4)
+        port = _free_port()
+        demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
+        try:
+            yield f"http://127.0.0.1:{port}/"
+        finally:
+            demo.close()
+            torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory) -> Iterator[str]:
+    with running_app(tmp_path_factory.mktemp("app")) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory, astronaut) -> Path:
+    folder = tmp_path_factory.mktemp("media")
+    Image.fromarray(astronaut).save(folder / "photo.png")
+    sf.write(folder / "speech.wav", speechlike(SECONDS), 16000)
+    sf.write(folder / "silence.wav", np.zeros(16000, np.float32), 16000)
+    ramp = np.linspace(0, 255, 256, dtype=np.uint8)
+    Image.fromarray(np.stack([np.tile(ramp, (256, 1))] * 3, axis=-1)).save(folder / "no_face.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def client(app_url):
+    from gradio_client import Client
+
+    return Client(app_url, verbose=False)
+
+
+def _landmarks(client, media: Path, photo: str = "photo.png", speech: str = "speech.wav", seed: int = 0, **controls):
+    from gradio_client import handle_file
+
+    values = {"intensity": 1.0, "smile": 0.0, "smoothing": 0.0, "blink_rate": 0.0, "head_motion": 1.0, **controls}
+    return client.predict(handle_file(str(media / photo)), handle_file(str(media / speech)), seed, 2.0, 2,
+                          *values.values(), api_name="/landmarks")
+
+
+def _video_path(value) -> str:
+    return value["video"] if isinstance(value, dict) else value
+
+
+# ----------------------------------------------------------------------------------------------------
+# Pure helpers
+
+
+def test_draw_landmarks_marks_points_and_leaves_input(astronaut, astronaut_landmarks):
+    before = astronaut.copy()
+    out = al.draw_landmarks(astronaut, astronaut_landmarks, selected=57)
+    assert out.shape == astronaut.shape and out.dtype == np.uint8
+    assert np.array_equal(astronaut, before)
+    x, y = np.round(astronaut_landmarks[30]).astype(int)
+    assert np.abs(out[y - 1 : y + 2, x - 1 : x + 2].astype(int) - astronaut[y - 1 : y + 2, x - 1 : x + 2]).max() > 40
+    yellow = (out[..., 0] > 230) & (out[..., 1] > 200) & (out[..., 2] < 60)
+    assert yellow.sum() > 20  # the selected point's ring
+
+
+def test_view_box_round_trip_and_crop(astronaut, astronaut_landmarks):
+    view = al.ViewBox.around(astronaut_landmarks, (512, 512))
+    assert 0 <= view.left and view.left + view.side <= 512 and 0 <= view.top and view.top + view.side <= 512
+    inside = view.to_view(astronaut_landmarks)
+    assert inside.min() > 0 and inside.max() < view.size
+    assert np.allclose(view.to_image(inside), astronaut_landmarks, atol=1e-4)
+    assert view.crop(astronaut).shape == (al.VIEW_SIZE, al.VIEW_SIZE, 3)
+    assert al.nearest_point(astronaut_landmarks, astronaut_landmarks[33] + 1) == 33
+    assert al.nearest_point(astronaut_landmarks, (-500, -500), max_distance=10) is None
+
+
+def test_plot_timeline_shape_and_curves(talking):
+    image = al.plot_timeline(speechlike(talking.duration), talking, frame=10, width=800, height=240)
+    assert image.shape == (240, 800, 3) and image.dtype == np.uint8
+    red = (image[..., 0] > 190) & (image[..., 1] < 90) & (image[..., 2] < 130)
+    blue = (image[..., 2] > 190) & (image[..., 0] < 80)
+    assert red.sum() > 200 and blue.sum() > 200
+
+
+def test_mouth_opening_and_eye_openness(talking):
+    opening = al.mouth_opening(talking)
+    assert opening.shape == (40,) and opening.argmax() in range(8, 13) and opening.max() > opening.min() + 0.05
+    eyes = al.eye_openness(talking)
+    assert np.allclose(eyes, 1.0, atol=0.05)
+    blinked = al.apply_controls(talking, replace(al.NEUTRAL_CONTROLS, blink_rate=40), seed=1)
+    assert al.eye_openness(blinked).min() < 0.3
+
+
+def test_neutral_controls_keep_the_track(talking):
+    out = al.apply_controls(talking, al.NEUTRAL_CONTROLS)
+    assert np.allclose(out.frames, talking.frames, atol=1e-3) and out.frames is not talking.frames
+
+
+def test_controls(talking):
+    lower = list(LOWER_FACE)
+    frozen = al.apply_controls(talking, replace(al.NEUTRAL_CONTROLS, intensity=0.0))
+    assert np.abs(frozen.frames[:, lower] - talking.reference[lower]).max() < 1.0
+    smile = al.apply_controls(talking, replace(al.NEUTRAL_CONTROLS, smile=1.0))
+    d = smile.frames - talking.frames  # upright face: corners go out (x) and up (-y)
+    assert d[:, 48, 0].max() < -1 and d[:, 54, 0].min() > 1 and d[:, 48, 1].max() < -1 and d[:, 64, 1].max() < -1
+    assert np.allclose(d[:, list(NOSE) + list(JAW)], 0, atol=1e-3)
+    smooth = al.apply_controls(talking, replace(al.NEUTRAL_CONTROLS, smoothing=3.0))
+    assert np.ptp(smooth.frames[:, 57, 1]) < np.ptp(talking.frames[:, 57, 1])
+    sway = al.apply_controls(talking, replace(al.NEUTRAL_CONTROLS, head_motion=2.0), seed=5)
+    again = al.apply_controls(talking, replace(al.NEUTRAL_CONTROLS, head_motion=2.0), seed=5)
+    assert np.array_equal(sway.frames, again.frames)
+    assert np.abs(sway.frames[:, list(NOSE)] - talking.frames[:, list(NOSE)]).max() > 1
+
+
+def test_click_selects_then_moves_with_easing(session):
+    frame = 20
+    target_point = 57
+    view_xy = session.view.to_view(session.track.frames[frame, target_point])
+    selected, message = al.click(session, frame, view_xy + 1)
+    assert selected.selected == target_point and "selected" in message
+    assert selected.track is session.track and not selected.can_undo  # selecting is not an edit
+    goal = view_xy + [0, 30]
+    moved, message = al.click(selected, frame, goal, radius=3)
+    assert "Moved point 57" in message and moved.selected is None and moved.can_undo
+    assert np.allclose(moved.view.to_view(moved.track.frames[frame, target_point]), goal, atol=1e-3)
+    shift = np.linalg.norm(moved.track.frames[:, target_point] - session.track.frames[:, target_point], axis=-1)
+    assert shift[frame - 3 : frame + 4].min() > 0 and shift[: frame - 3].max() == 0 and shift[frame + 4 :].max() == 0
+    nothing, message = al.click(session, frame, (-100, -100))
+    assert nothing is session and "No landmark" in message
+    cancelled, message = al.click(selected, frame, view_xy)
+    assert cancelled.selected is None and cancelled.track is session.track
+
+
+def test_point_edits_survive_control_changes_and_undo(session):
+    moved = al.with_point_moved(session, 10, 57, session.track.frames[10, 57] + [0, 8])
+    louder = al.with_controls(moved, replace(moved.controls, intensity=1.5))
+    assert louder.edits == moved.edits
+    delta = louder.track.frames[10, 57] - al.apply_controls(louder.base, louder.controls, louder.seed).frames[10, 57]
+    assert np.allclose(delta, [0, 8], atol=1e-3)
+    assert al.with_controls(louder, louder.controls) is louder
+    back = al.undo(louder)
+    assert back.controls == moved.controls and np.allclose(back.track.frames, moved.track.frames)
+    assert np.allclose(al.undo(back).track.frames, session.track.frames) and not al.undo(back).can_undo
+    assert al.undo(session) is session
+    cleared = al.reset(louder)
+    assert cleared.edits == () and cleared.controls == session.initial_controls
+    assert np.allclose(cleared.track.frames, session.track.frames) and al.undo(cleared).edits == louder.edits
+
+
+def test_undo_stack_is_bounded_and_with_base_is_undoable(session, talking):
+    s = session
+    for i in range(al.MAX_UNDO + 5):
+        s = al.with_controls(s, replace(s.controls, smoothing=0.1 * (i + 1)))
+    assert len(s.history) == al.MAX_UNDO
+    other = talking.replace(talking.frames + [3.0, 0.0])
+    swapped = al.with_base(session, other)
+    assert np.allclose(swapped.track.frames, other.frames, atol=1e-3)
+    assert np.allclose(al.undo(swapped).track.frames, session.track.frames, atol=1e-3)
+    longer = replace(session.inputs, audio=np.concatenate([session.inputs.audio] * 2))
+    moved_on = al.with_base(session, other, inputs=longer)
+    assert moved_on.inputs is longer and al.undo(moved_on).inputs is session.inputs
+
+
+def test_frame_view_and_preview_video(session, tmp_path):
+    image = al.frame_view(session, 5)
+    assert image.shape == (al.VIEW_SIZE, al.VIEW_SIZE, 3)
+    short = session.track.replace(session.track.frames[:12])
+    path = al.write_preview(session.inputs.image, short, session.inputs.audio[: 12 * 640], tmp_path / "p.mp4",
+                            session.view, size=128)
+    frames, seconds = imageio_ffmpeg.count_frames_and_secs(str(path))
+    assert frames == 12 and seconds == pytest.approx(0.48, abs=0.05)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The launched app, through gradio_client
+
+
+def test_landmarks_endpoint(client, media):
+    track_json, preview, plot, frame_png, frame, status = _landmarks(client, media)
+    track = LandmarkTrack.load(track_json)
+    assert track.num_frames == FRAMES and track.image_size == (512, 512) and track.fps == 25
+    assert track.info["controls"]["intensity"] == 1.0
+    assert imageio_ffmpeg.count_frames_and_secs(_video_path(preview))[0] == FRAMES
+    assert np.asarray(Image.open(plot)).shape[:2] == (260, 960)
+    assert np.asarray(Image.open(frame_png)).shape[:2] == (al.VIEW_SIZE, al.VIEW_SIZE)
+    assert f"{FRAMES} frames" in status
+    same = LandmarkTrack.load(_landmarks(client, media)[0])
+    assert np.allclose(same.frames, track.frames, atol=0.011)  # a seed gives the same track
+    other = LandmarkTrack.load(_landmarks(client, media, seed=7)[0])
+    assert not np.allclose(other.frames, track.frames, atol=0.5)
+
+
+def test_edit_then_render(client, media, tmp_path):
+    from gradio_client import handle_file
+
+    base = LandmarkTrack.load(_landmarks(client, media, head_motion=0.0)[0])
+    # a global control, applied to this client's session without running the model again
+    louder_json, *_, status = client.predict(1.8, 0.0, 0.0, 0.0, 0.0, 0, api_name="/apply_controls")
+    louder = LandmarkTrack.load(louder_json)
+    lower = list(LOWER_FACE)
+    assert np.ptp(louder.frames[:, lower], axis=0).mean() > 1.3 * np.ptp(base.frames[:, lower], axis=0).mean()
+    assert np.allclose(louder.frames[:, 36:48], base.frames[:, 36:48], atol=0.05)  # eyes untouched
+    # a point moved elsewhere (here with pipeline.edits), brought back as JSON
+    edited = move_point(louder, 20, 57, louder.frames[20, 57] + [0, 12])
+    edited_path = edited.save(tmp_path / "edited.json")
+    loaded_json, *_ = client.predict(handle_file(str(edited_path)), handle_file(str(media / "photo.png")),
+                                     handle_file(str(media / "speech.wav")), 20, api_name="/load_track")
+    assert np.allclose(LandmarkTrack.load(loaded_json).frames, edited.frames, atol=0.011)
+    video, message = client.predict(handle_file(str(media / "photo.png")), handle_file(str(media / "speech.wav")),
+                                    handle_file(str(edited_path)), "Fast warp", 256, False, api_name="/render")
+    frames, seconds = imageio_ffmpeg.count_frames_and_secs(_video_path(video))
+    assert frames == FRAMES and seconds == pytest.approx(SECONDS, abs=0.05)
+    assert f"{FRAMES} frames" in message
+
+
+def _error_message(call) -> str:
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError) as info:
+        call()
+    message = str(info.value)
+    assert "Traceback" not in message and 'File "' not in message
+    return message
+
+
+def test_errors_are_readable_messages(client, media):
+    from gradio_client import handle_file
+
+    message = _error_message(lambda: _landmarks(client, media, photo="no_face.png"))
+    assert message.startswith("No face was found in the photo.")
+    message = _error_message(lambda: _landmarks(client, media, speech="silence.wav"))
+    assert "silent" in message
+    bad = media / "bad.json"
+    bad.write_text('{"format": "talking-face-landmarks", "version": 1, "fps": 25}')
+    message = _error_message(lambda: client.predict(
+        handle_file(str(media / "photo.png")), handle_file(str(media / "speech.wav")), handle_file(str(bad)),
+        "Fast warp", 256, False, api_name="/render"))
+    assert "image_size" in message

@@ -18,3 +18,7 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
+
+.PHONY: app
+app: $(VENV)/.installed
+	$(PY) app.py

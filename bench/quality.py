@@ -60,7 +60,7 @@ from pipeline.canonical import from_canonical, to_canonical  # noqa: E402
 from pipeline.errors import AudioError, InputError, NoFaceError  # noqa: E402
 from pipeline.landmarks import LandmarkTrack  # noqa: E402
 from pipeline.regions import MOUTH  # noqa: E402
-from pipeline.render.warp import WarpRenderer, _resized_crop  # noqa: E402
+from pipeline.render.warp import WarpRenderer, resized_crop  # noqa: E402
 from training.data.format import Example  # noqa: E402
 from training.data.prepare_clips import (  # noqa: E402
     VIDEO_SUFFIXES,
@@ -670,7 +670,7 @@ def evaluate_clip(ctx: Context, clip: Clip) -> tuple[dict[str, dict], dict[str, 
     T = min(clip.num_frames, len(full))
     real_track = clip.real_track[:T]
     real = RealClip(real_track, to_canonical(real_track)[0], full[:T],
-                    np.stack([_resized_crop(f, warp_ctx.box, size) for f in full[:T]]),
+                    np.stack([resized_crop(f, warp_ctx.box, size) for f in full[:T]]),
                     ctx.warp.crop_landmarks(warp_ctx, real_track),
                     ctx.embedder.embed(clip.reference, clip.reference_landmarks))
     ref_canonical, ref_to_canonical = to_canonical(clip.reference_landmarks)

@@ -42,7 +42,9 @@ def load_pipeline(source: Optional[Union[str, os.PathLike]] = None, device: Opti
     from .pipeline_talking_face import TalkingFacePipeline
 
     folder = resolve_checkpoint(source, local_files_only=local_files_only)
-    kwargs = {"torch_dtype": torch_dtype} if torch_dtype is not None else {}
+    kwargs = {"use_safetensors": True}  # weights never come from pickle files
+    if torch_dtype is not None:
+        kwargs["torch_dtype"] = torch_dtype
     pipe = TalkingFacePipeline.from_pretrained(str(folder), **kwargs)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     pipe.face_analyzer  # load the face models now, not on the first request  # noqa: B018

@@ -479,7 +479,7 @@ class WarpRenderer:
             box = (x0, y0, x0 + side, y0 + side)
             downscale, scale = 1, self.size / side
             canvas = (self.size, self.size)
-            source = _resized_crop(photo, box, self.size)
+            source = resized_crop(photo, box, self.size)
         to_canvas = np.array([[scale, 0.0, (0.5 - box[0]) * scale - 0.5], [0.0, scale, (0.5 - box[1]) * scale - 0.5]])
         ref_canvas = apply_transform(to_canvas, ref)
         eyes, brows = np.ravel(UPPER_EYELIDS), np.ravel(BROWS_ABOVE)
@@ -618,7 +618,7 @@ def _slide(start: int, side: int, extent: int) -> int:
     return min(max(start, low), high)
 
 
-def _resized_crop(photo: np.ndarray, box: tuple[int, int, int, int], size: int) -> np.ndarray:
+def resized_crop(photo: np.ndarray, box: tuple[int, int, int, int], size: int) -> np.ndarray:
     """The square ``box`` of the photo (edges replicated where it leaves the photo), resized to ``size``."""
     x0, y0, x1, y1 = box
     height, width = photo.shape[:2]

@@ -144,6 +144,10 @@ def _pipeline_and_generator(args: argparse.Namespace):
 
     from .loading import load_pipeline
 
+    if args.quiet:
+        from diffusers.utils import logging as diffusers_logging
+
+        diffusers_logging.disable_progress_bar()
     pipe = load_pipeline(args.checkpoint)
     pipe.register_to_config(landmark_backend=args.landmark_backend)
     pipe.set_progress_bar_config(disable=args.quiet)

@@ -56,7 +56,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     args = parser.parse_args()
     analyzer = FaceAnalyzer()
-    print(f"| clip | portrait | frames | error, 68 points (IOD) | error, mouth (IOD) | no face re-detected |")
+    print("| clip | portrait | frames | error, 68 points (IOD) | error, mouth (IOD) | no face re-detected |")
     print("|---|---|---|---|---|---|")
     rows = []
     for pair in args.pairs.split(","):

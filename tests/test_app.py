@@ -4,7 +4,6 @@ on a tiny checkpoint."""
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 from dataclasses import replace
 from pathlib import Path

@@ -155,7 +155,7 @@ def test_split_points_cut_long_audio_at_pauses():
     rng = np.random.default_rng(0)
     sr = SAMPLE_RATE
     bursts = []
-    for k in range(9):  # 9 x (1.6 s sound + 0.4 s pause) = 18 s
+    for _ in range(9):  # 9 x (1.6 s sound + 0.4 s pause) = 18 s
         t = np.arange(int(1.6 * sr)) / sr
         bursts += [0.3 * np.sin(2 * np.pi * 150 * t) * (1 + rng.uniform()), np.zeros(int(0.4 * sr))]
     audio = np.concatenate(bursts).astype(np.float32)

@@ -1,10 +1,8 @@
-import json
 import subprocess
 
 import imageio_ffmpeg
 import numpy as np
 import pytest
-import soundfile as sf
 
 from pipeline.errors import InputError, NoFaceError
 from pipeline.video import Mp4Writer, extract_track, iter_video_frames, probe_duration, video_fps

@@ -1,0 +1,238 @@
+"""Train the landmark diffusion model (``pipeline.models.LandmarkDenoiser``).
+
+    accelerate launch training/train_landmarks.py --config training/configs/landmarks.yaml
+
+Runs on CPU here and on GPUs elsewhere (accelerate decides). Windows of ``model.window`` frames are drawn from
+every data folder in the config with its sampling weight; audio features are computed once at start. The state
+is saved every ``checkpointing_steps`` (``--resume_from_checkpoint latest`` picks up after an interruption), EMA
+weights are kept, and the pipeline (EMA model plus its sampling scheduler) is written with ``save_pretrained`` to
+``final_dir``, ready for ``TalkingFacePipeline.from_pretrained``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from accelerate import Accelerator
+from accelerate.utils import ProjectConfiguration, set_seed
+from diffusers import DDIMScheduler, DDPMScheduler
+from diffusers.optimization import get_cosine_schedule_with_warmup
+from diffusers.training_utils import EMAModel
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pipeline.audio import make_audio_features  # noqa: E402
+from pipeline.models import LandmarkDenoiser  # noqa: E402
+from pipeline.motion import random_known_mask, training_loss  # noqa: E402
+from pipeline.pipeline_talking_face import TalkingFacePipeline  # noqa: E402
+from training.data.format import Example, find_examples  # noqa: E402
+
+logger = logging.getLogger("train_landmarks")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, default=REPO / "training/configs/landmarks.yaml")
+    parser.add_argument("--max_steps", type=int, help="override train.max_steps")
+    parser.add_argument("--output_dir", type=Path, help="override output_dir")
+    parser.add_argument("--final_dir", type=Path, help="override final_dir")
+    parser.add_argument("--resume_from_checkpoint", help="'latest' or a checkpoint folder")
+    parser.add_argument("--init_from", type=Path,
+                        help="start from these LandmarkDenoiser weights (a save_pretrained folder): fine-tuning")
+    return parser.parse_args(argv)
+
+
+def load_config(args: argparse.Namespace) -> dict:
+    config = yaml.safe_load(args.config.read_text())
+    if args.max_steps is not None:
+        config["train"]["max_steps"] = args.max_steps
+    for key in ("output_dir", "final_dir"):
+        value = getattr(args, key)
+        config[key] = Path(value) if value is not None else REPO / config[key]
+    return config
+
+
+@dataclass
+class Utterance:
+    motion: np.ndarray  # (T, 68, 2) canonical offsets from neutral
+    neutral: np.ndarray  # (68, 2)
+    audio: np.ndarray  # (T, D) features
+
+
+class WindowSampler:
+    """Draws training windows: a source by weight, an utterance uniformly, a start uniformly."""
+
+    def __init__(self, sources: list[tuple[list[Utterance], float]], window: int, seed: int):
+        self.sources = [s for s, w in sources if s and w > 0]
+        weights = np.array([w for s, w in sources if s and w > 0], dtype=np.float64)
+        assert self.sources, "no training data found: run the training/data/prepare_*.py scripts first"
+        self.weights = weights / weights.sum()
+        self.window = window
+        self.rng = np.random.default_rng(seed)
+
+    def batch(self, size: int) -> dict[str, torch.Tensor]:
+        w = self.window
+        motion, audio, reference, valid = [], [], [], []
+        for _ in range(size):
+            source = self.sources[self.rng.choice(len(self.sources), p=self.weights)]
+            utt = source[self.rng.integers(len(source))]
+            t = len(utt.motion)
+            start = int(self.rng.integers(0, max(t - w, 0) + 1))
+            m, a = utt.motion[start : start + w], utt.audio[start : start + w]
+            pad = w - len(m)
+            motion.append(np.pad(m, ((0, pad), (0, 0), (0, 0))))  # rest pose after the end
+            audio.append(np.pad(a, ((0, pad), (0, 0))))
+            valid.append(np.arange(w) < len(m))
+            reference.append(utt.neutral)
+        return {
+            "motion": torch.from_numpy(np.stack(motion)).float(),  # (B, W, 68, 2)
+            "audio": torch.from_numpy(np.stack(audio)).float(),  # (B, W, D)
+            "reference": torch.from_numpy(np.stack(reference)).float(),  # (B, 68, 2)
+            "valid": torch.from_numpy(np.stack(valid)),  # (B, W) frames with audio
+        }
+
+
+def load_sources(config: dict, featurizer) -> tuple[list[tuple[list[Utterance], float]], dict[str, int]]:
+    sources, counts = [], {}
+    for entry in config["data"]:
+        folder = REPO / entry["path"]
+        utterances = []
+        for path in find_examples(folder):
+            ex = Example.load(path)
+            feats = featurizer(ex.audio, fps=ex.fps)
+            n = min(len(feats), len(ex.canonical))
+            utterances.append(Utterance(ex.canonical[:n] - ex.neutral, ex.neutral, feats[:n]))
+        counts[entry["path"]] = len(utterances)
+        sources.append((utterances, float(entry["weight"])))
+    return sources, counts
+
+
+def main(args: argparse.Namespace) -> None:
+    config = load_config(args)
+    train = config["train"]
+    torch.set_num_threads(int(train.get("num_threads", 2)))
+    out_dir: Path = config["output_dir"]
+    accelerator = Accelerator(
+        gradient_accumulation_steps=train["gradient_accumulation_steps"],
+        mixed_precision=train["mixed_precision"],
+        project_config=ProjectConfiguration(project_dir=str(out_dir)),
+    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    set_seed(config["seed"])
+
+    featurizer = make_audio_features(None if config["audio_features"] == "logmel" else config["audio_features"])
+    sources, counts = load_sources(config, featurizer)
+    logger.info("data: %s", counts)
+    if args.init_from is not None:
+        model = LandmarkDenoiser.from_pretrained(args.init_from)
+        assert model.config.audio_dim == featurizer.dim, "the initial model was trained on other audio features"
+    else:
+        model = LandmarkDenoiser(audio_dim=featurizer.dim, **config["model"])
+    noise_scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2",
+                                    prediction_type=model.config.prediction_type, clip_sample=False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=train["learning_rate"], weight_decay=train["weight_decay"])
+    lr_scheduler = get_cosine_schedule_with_warmup(optimizer, train["warmup_steps"], train["max_steps"])
+    model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
+    ema = EMAModel(accelerator.unwrap_model(model).parameters(), decay=train["ema_decay"],
+                   model_cls=LandmarkDenoiser, model_config=accelerator.unwrap_model(model).config)
+    ema.to(accelerator.device)
+    accelerator.register_for_checkpointing(ema)
+
+    step = 0
+    if args.resume_from_checkpoint:
+        folder = _checkpoint_to_resume(out_dir, args.resume_from_checkpoint)
+        if folder is not None:
+            accelerator.load_state(str(folder))
+            step = int(folder.name.split("-")[-1])
+            logger.info("resumed from %s at step %d", folder, step)
+    sampler = WindowSampler(sources, config["model"]["window"], seed=config["seed"] + step)
+    generator = torch.Generator().manual_seed(config["seed"] + step)
+
+    model.train()
+    started, running = time.perf_counter(), []
+    while step < train["max_steps"]:
+        batch = sampler.batch(train["batch_size"])
+        b, w = batch["valid"].shape
+        keep_audio = torch.rand(b, generator=generator) >= train["audio_dropout"]
+        batch["audio_mask"] = batch.pop("valid") & keep_audio[:, None]  # (B, W)
+        batch["known_mask"] = random_known_mask(b, w, generator, p_prefix=train["p_prefix"],
+                                                p_upper=train["p_upper"])
+        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+        with accelerator.accumulate(model):
+            loss = training_loss(accelerator.unwrap_model(model), noise_scheduler, batch, generator=generator)
+            accelerator.backward(loss)
+            if accelerator.sync_gradients:
+                accelerator.clip_grad_norm_(model.parameters(), train["max_grad_norm"])
+            optimizer.step()
+            lr_scheduler.step()
+            optimizer.zero_grad()
+        if accelerator.sync_gradients:
+            ema.step(accelerator.unwrap_model(model).parameters())
+            step += 1
+            running.append(loss.item())
+            if step % train["log_every"] == 0:
+                logger.info("step %d loss %.4f lr %.2e (%.2f s/step)", step, float(np.mean(running)),
+                            lr_scheduler.get_last_lr()[0], (time.perf_counter() - started) / step)
+                running = []
+            if step % train["checkpointing_steps"] == 0 and accelerator.is_main_process:
+                save_checkpoint(accelerator, out_dir, step, train["checkpoints_total_limit"])
+
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        save_final(accelerator.unwrap_model(model), ema, noise_scheduler, config, counts, step, args)
+
+
+def _checkpoints(out_dir: Path) -> list[Path]:
+    return sorted(out_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+
+
+def _checkpoint_to_resume(out_dir: Path, which: str) -> Path | None:
+    if which != "latest":
+        return Path(which)
+    folders = _checkpoints(out_dir)
+    return folders[-1] if folders else None
+
+
+def save_checkpoint(accelerator: Accelerator, out_dir: Path, step: int, keep: int) -> None:
+    """Save the full training state as ``checkpoint-<step>``, keeping only the newest ``keep``."""
+    accelerator.save_state(str(out_dir / f"checkpoint-{step}"))
+    for old in _checkpoints(out_dir)[:-keep]:
+        shutil.rmtree(old)
+
+
+def save_final(model, ema: EMAModel, noise_scheduler, config: dict, counts: dict, steps: int,
+               args: argparse.Namespace) -> None:
+    """Write the EMA weights and the sampling scheduler with ``save_pretrained``, plus how they were made."""
+    final: Path = config["final_dir"]
+    ema.copy_to(model.parameters())
+    pipe = TalkingFacePipeline(landmark_denoiser=model, scheduler=DDIMScheduler.from_config(noise_scheduler.config),
+                               audio_features=config["audio_features"])
+    pipe.save_pretrained(final)  # model_index.json, landmark_denoiser/, scheduler/
+    previous = json.loads((args.init_from / "training_info.json").read_text()) if args.init_from else None
+    info = {
+        "command": "accelerate launch training/train_landmarks.py " + " ".join(map(shlex.quote, sys.argv[1:])),
+        "initialised_from": previous,
+        "seed": config["seed"],
+        "steps": steps,
+        "data_examples": counts,
+        "audio_features": config["audio_features"],
+        "config": {k: v for k, v in config.items() if k not in ("output_dir", "final_dir")},
+    }
+    (final / "landmark_denoiser" / "training_info.json").write_text(json.dumps(info, indent=2) + "\n")
+    logger.info("saved %s", final)
+
+
+if __name__ == "__main__":
+    main(parse_args())

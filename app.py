@@ -159,7 +159,7 @@ def create_demo(pipe) -> gr.Blocks:
 
     @_gpu(_landmark_seconds)
     def sample_track(inputs, steps: int, guidance: float, seed: int) -> LandmarkTrack:
-        generator = torch.Generator().manual_seed(int(seed))
+        generator = torch.Generator().manual_seed(int(seed) % 2**63)
         return pipe.generate_landmarks(inputs, int(steps), float(guidance), generator, head_motion=0.0)
 
     @_gpu(_render_seconds)

@@ -6,6 +6,8 @@ whatever the head pose and photo size, and are posed back with each frame's own 
 
 from __future__ import annotations
 
+import math
+
 from typing import Optional, Sequence
 
 import numpy as np
@@ -15,6 +17,8 @@ from .canonical import apply_transform, from_canonical, to_canonical
 from .landmarks import LandmarkTrack
 from .regions import EYELID_PAIRS, LOWER_FACE, NUM_POINTS
 
+#: Smoothing narrower than this (in frames) changes nothing visible, and far smaller values break the filter.
+MIN_SIGMA = 1e-3
 #: Frames a blink takes to close and to reopen at 25 fps (scaled with the frame rate).
 BLINK_CLOSE_S = 0.08
 BLINK_OPEN_S = 0.16
@@ -22,7 +26,9 @@ BLINK_OPEN_S = 0.16
 
 def smooth(track: LandmarkTrack, sigma_frames: float = 1.0) -> LandmarkTrack:
     """Temporal Gaussian smoothing of every point (``sigma_frames`` in frames; 0 leaves it as is)."""
-    if sigma_frames <= 0 or track.num_frames < 2:
+    if not math.isfinite(sigma_frames) or sigma_frames < 0:
+        raise ValueError(f"smoothing must be a finite number >= 0, not {sigma_frames!r}")
+    if sigma_frames < MIN_SIGMA or track.num_frames < 2:
         return track.replace(track.frames.copy())
     frames = gaussian_filter1d(track.frames.astype(np.float64), sigma_frames, axis=0, mode="nearest")
     return track.replace(frames)

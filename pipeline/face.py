@@ -16,6 +16,7 @@ import importlib.util
 import logging
 import os
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
@@ -95,6 +96,7 @@ class FaceAnalyzer:
         self.backend = backend
         self._detector = dlib.get_frontal_face_detector()
         self._predictor = dlib.shape_predictor(str(_face_model_file("shape_predictor_68_face_landmarks.dat")))
+        self._lock = threading.Lock()  # dlib's detector and predictor are not thread-safe
         self._fan = None
         if backend == "fan":
             self._fan = self._load_fan(fan_weights_dir, allow_download, device)
@@ -131,10 +133,11 @@ class FaceAnalyzer:
         small = rgb if scale == 1.0 else _resize(rgb, scale)
         if upsample is None:
             upsample = 1 if max(small.shape[:2]) < 640 else 0
-        boxes, scores, _ = self._detector.run(small, upsample, 0.0)
-        if len(boxes) == 0 and max(small.shape[:2]) * 2 ** (upsample + 1) <= 2048:
-            # look again at double resolution, so small faces are reported as small rather than absent
-            boxes, scores, _ = self._detector.run(small, upsample + 1, 0.0)
+        with self._lock:
+            boxes, scores, _ = self._detector.run(small, upsample, 0.0)
+            if len(boxes) == 0 and max(small.shape[:2]) * 2 ** (upsample + 1) <= 2048:
+                # look again at double resolution, so small faces are reported as small rather than absent
+                boxes, scores, _ = self._detector.run(small, upsample + 1, 0.0)
         if len(boxes) == 0:
             raise NoFaceError(
                 "No face was found in the photo. Use a photo with one clearly visible, roughly frontal face."
@@ -168,7 +171,8 @@ class FaceAnalyzer:
         )
 
     def _dlib_landmarks(self, rgb: np.ndarray, rect) -> np.ndarray:
-        shape = self._predictor(rgb, rect)
+        with self._lock:
+            shape = self._predictor(rgb, rect)
         return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
 
     def _fan_landmarks(self, rgb: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:

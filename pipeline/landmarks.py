@@ -104,7 +104,7 @@ class LandmarkTrack:
         """Read and validate a track from a JSON file path or JSON bytes."""
         if isinstance(source, bytes):
             raw = source
-            name = "the landmark file"
+            name = "landmark file"
         else:
             path = Path(source)
             name = f"landmark file '{path.name}'"
@@ -119,8 +119,8 @@ class LandmarkTrack:
             data = json.loads(raw)
         except RecursionError:
             raise TrackError(f"The {name} is nested too deeply to be a landmark track.") from None
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise TrackError(f"The {name} is not valid JSON ({exc}).") from None
+        except ValueError as exc:  # JSONDecodeError, bad UTF-8, integers of thousands of digits
+            raise TrackError(f"The {name} is not valid JSON ({str(exc)[:200]}).") from None
         return cls.from_dict(data)
 
     @classmethod
@@ -131,11 +131,11 @@ class LandmarkTrack:
             raise TrackError(f"This is not a landmark track: 'format' must be \"{FORMAT}\".")
         if data.get("version") != VERSION:
             raise TrackError(
-                f"Landmark track version {data.get('version')!r} is not supported; this program reads version {VERSION}."
+                f"Landmark track version {str(data.get('version'))[:20]} is not supported; this program reads version {VERSION}."
             )
         fps = data.get("fps")
-        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps) or not 1 <= fps <= 120:
-            raise TrackError(f"'fps' must be a number between 1 and 120; got {fps!r}.")
+        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 1 <= fps <= 120 or not math.isfinite(fps):
+            raise TrackError(f"'fps' must be a number between 1 and 120; got {str(fps)[:20]}.")
         size = data.get("image_size")
         if (
             not isinstance(size, list)

@@ -36,7 +36,7 @@ def resolve_checkpoint(source: Optional[Union[str, os.PathLike]] = None, revisio
 def load_pipeline(source: Optional[Union[str, os.PathLike]] = None, device: Optional[str] = None,
                   torch_dtype=None, local_files_only: bool = False):
     """Load :class:`TalkingFacePipeline` from :func:`resolve_checkpoint`'s folder onto ``device`` (CUDA when
-    available, else CPU), with its face detector ready."""
+    available, else CPU), warmed up (see :func:`warm_up`)."""
     import torch
 
     from .pipeline_talking_face import TalkingFacePipeline
@@ -47,5 +47,15 @@ def load_pipeline(source: Optional[Union[str, os.PathLike]] = None, device: Opti
         kwargs["torch_dtype"] = torch_dtype
     pipe = TalkingFacePipeline.from_pretrained(str(folder), **kwargs)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    pipe.face_analyzer  # load the face models now, not on the first request  # noqa: B018
-    return pipe.to(device)
+    pipe = pipe.to(device)
+    warm_up(pipe)
+    return pipe
+
+
+def warm_up(pipe) -> None:
+    """Load the face models and run the audio features once, so the first request pays no one-time costs
+    (reading dlib's model files, librosa's first-call compilation)."""
+    import numpy as np
+
+    pipe.face_analyzer  # noqa: B018
+    pipe.audio_featurizer(np.zeros(8000, dtype=np.float32), fps=pipe.config.fps)

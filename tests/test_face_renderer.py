@@ -1,0 +1,200 @@
+"""Fast tests of the diffusion face renderer: model, renderer API, data preparation and training, on tiny configs."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler
+
+from pipeline.models.face_renderer import (
+    CONDITION_CHANNELS,
+    LandmarkFaceRenderer,
+    condition_channels,
+    landmark_map,
+    normalise_landmarks,
+    region_masks,
+)
+from pipeline.render.diffusion import DiffusionRenderer
+from pipeline.render.warp import WarpRenderer
+
+RESOLUTION = 32
+
+
+def tiny_model(prediction_type: str = "sample") -> LandmarkFaceRenderer:
+    torch.manual_seed(0)
+    return LandmarkFaceRenderer(
+        resolution=RESOLUTION,
+        block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_heads=2,
+        norm_num_groups=4,
+        cross_attention_dim=16,
+        num_frequencies=3,
+        prediction_type=prediction_type,
+    )
+
+
+def talking(reference: np.ndarray, count: int) -> np.ndarray:
+    """``count`` frames opening the mouth (lower lip and chin down) from the reference landmarks ``(68, 2)``."""
+    frames = np.repeat(reference[None], count, axis=0).astype(np.float64)
+    drop = np.linspace(0.0, 0.25, count) * np.linalg.norm(reference[45] - reference[36])
+    frames[:, [55, 56, 57, 58, 59, 65, 66, 67] + list(range(5, 12)), 1] += drop[:, None]
+    return frames
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny tensors run fastest on one thread (and do not stall when other jobs hold the cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def model() -> LandmarkFaceRenderer:
+    return tiny_model().eval()
+
+
+def test_model_shapes_and_conditioning(model, astronaut_landmarks):
+    points = WarpRenderer(RESOLUTION).crop_landmarks(
+        WarpRenderer(RESOLUTION).prepare(np.zeros((512, 512, 3), np.uint8), astronaut_landmarks), astronaut_landmarks
+    )
+    warp = np.full((RESOLUTION, RESOLUTION, 3), 128, np.uint8)
+    cond = condition_channels(warp, warp, points, None)
+    assert cond.shape == (CONDITION_CHANNELS, RESOLUTION, RESOLUTION) and cond.dtype == np.float32
+    assert np.all(cond[-1] == 0) and np.all(condition_channels(warp, warp, points, warp)[-1] == 1)
+    soft, hard = region_masks(points, (RESOLUTION, RESOLUTION))
+    assert hard.any() and np.all(soft <= hard) and not hard[: int(points[30, 1]) - 1].any()
+    assert landmark_map(points, RESOLUTION).max() > 0.5
+    batch = 2
+    x = torch.randn(batch, 3, RESOLUTION, RESOLUTION)
+    lmk = torch.from_numpy(normalise_landmarks(points, RESOLUTION))[None].repeat(batch, 1, 1)
+    out = model(x, torch.tensor([10, 500]), lmk, torch.from_numpy(cond)[None].repeat(batch, 1, 1, 1))
+    assert out.sample.shape == (batch, 3, RESOLUTION, RESOLUTION)
+    with pytest.raises(AssertionError):
+        model(x, 10, lmk, torch.zeros(batch, CONDITION_CHANNELS - 1, RESOLUTION, RESOLUTION))
+
+
+def test_save_load_round_trip(model, tmp_path):
+    model.save_pretrained(tmp_path / "face_renderer")
+    assert (tmp_path / "face_renderer" / "diffusion_pytorch_model.safetensors").is_file()
+    loaded = LandmarkFaceRenderer.from_pretrained(tmp_path / "face_renderer").eval()
+    assert loaded.config.prediction_type == "sample" and loaded.config.resolution == RESOLUTION
+    x, cond = torch.randn(1, 3, RESOLUTION, RESOLUTION), torch.randn(1, CONDITION_CHANNELS, RESOLUTION, RESOLUTION)
+    lmk = torch.rand(1, 68, 2) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x, 7, lmk, cond).sample, model(x, 7, lmk, cond).sample)
+
+
+@pytest.fixture(scope="module")
+def renderer_inputs(astronaut, astronaut_landmarks):
+    small = cv2.resize(astronaut, (256, 256), interpolation=cv2.INTER_AREA)
+    reference = astronaut_landmarks.astype(np.float64) / 2.0
+    return small, reference, talking(reference, 5)
+
+
+def make_renderer(model, size=64, full=False, strength=0.5, seed=0) -> DiffusionRenderer:
+    scheduler = DDIMScheduler(num_train_timesteps=1000, prediction_type="sample", clip_sample=False)
+    return DiffusionRenderer(model, scheduler, size=size, full=full, num_inference_steps=4, strength=strength,
+                             generator=torch.Generator().manual_seed(seed))
+
+
+def test_renderer_output_keeps_upper_face_and_chunks(model, renderer_inputs):
+    photo, reference, frames = renderer_inputs
+    renderer = make_renderer(model)
+    ctx = renderer.prepare(photo, reference)
+    video = renderer.render(ctx, frames)
+    assert video.shape == (len(frames), 64, 64, 3) and video.dtype == np.uint8
+    assert ctx.frames_rendered == len(frames) and ctx.previous.shape == (RESOLUTION, RESOLUTION, 3)
+
+    warp = WarpRenderer(64)
+    expected = warp.render(warp.prepare(photo, reference), frames)
+    out_points = renderer.crop_landmarks(ctx, frames)
+    top = int(np.floor(out_points[:, 30, 1].min() - 0.1 * np.ptp(out_points[:, :, 0])))
+    assert top > 10
+    np.testing.assert_array_equal(video[:, :top], expected[:, :top])  # the upper face is the warp frame's
+    assert not np.array_equal(video, expected)  # the lower face was repainted
+
+    renderer.reset(ctx)
+    chunked = np.concatenate([renderer.render(ctx, frames[:2]), renderer.render(ctx, frames[2:3]),
+                              renderer.render(ctx, frames[3:])])
+    np.testing.assert_array_equal(chunked, video)
+    again = make_renderer(model)
+    np.testing.assert_array_equal(again.render(again.prepare(photo, reference), frames), video)  # same seed
+
+
+def test_renderer_full_mode_and_zero_strength(model, renderer_inputs):
+    photo, reference, frames = renderer_inputs
+    full = make_renderer(model, full=True)
+    video = full.render(full.prepare(photo, reference), frames[:2])
+    assert video.shape == (2,) + photo.shape and video.dtype == np.uint8
+    none = make_renderer(model, strength=0.0)
+    warp = WarpRenderer(64)
+    np.testing.assert_array_equal(none.render(none.prepare(photo, reference), frames),
+                                  warp.render(warp.prepare(photo, reference), frames))
+    assert none.render(none.prepare(photo, reference), frames[:0]).shape == (0, 64, 64, 3)
+    with pytest.raises(ValueError):
+        DiffusionRenderer(model, DDIMScheduler(prediction_type="epsilon"))
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory, astronaut, analyzer):
+    """Two tiny synthetic clips (the astronaut sliding a little), prepared at the tiny model's resolution."""
+    from pipeline.video import Mp4Writer
+    from training.data.prepare_renderer_data import prepare
+
+    root = tmp_path_factory.mktemp("renderer-data")
+    face = np.ascontiguousarray(astronaut[20:260, 100:340])  # (240, 240, 3), the face about 90 px wide
+    for name, dx in (("clip_a", 2.0), ("clip_b", -2.0)):
+        frames = [cv2.warpAffine(face, np.float32([[1, 0, dx * i], [0, 1, 0]]), (240, 240),
+                                 borderMode=cv2.BORDER_REPLICATE) for i in range(4)]
+        with Mp4Writer(root / "clips" / name / "video.mp4", fps=25) as writer:
+            writer.write(np.stack(frames))
+    rows = prepare(root / "clips", root / "out", holdout={"clip_b"}, resolution=RESOLUTION, log=lambda *_: None)
+    return root / "out", rows
+
+
+def test_prepare_renderer_data(prepared):
+    from training.data.prepare_renderer_data import RendererClip, find_clips
+
+    out, rows = prepared
+    assert {r["name"]: r["split"] for r in rows} == {"clip_a": "train", "clip_b": "holdout"}
+    assert [p.stem for p in find_clips(out / "train")] == ["clip_a"]
+    clip = RendererClip.load(out / "train" / "clip_a.npz")
+    t = len(clip.frames)
+    assert t == 4 and clip.frames.shape == clip.warp.shape == (t, RESOLUTION, RESOLUTION, 3)
+    assert clip.landmarks.shape == clip.photo_landmarks.shape == (t, 68, 2)
+    # frame 0 is the reference: its warp is (nearly) the crop itself; later frames' landmarks follow the slide
+    assert np.abs(clip.warp[0].astype(int) - clip.frames[0]).mean() < 4.0
+    assert clip.landmarks[-1, 30, 0] > clip.landmarks[0, 30, 0]
+    assert (out / "manifest.json").is_file()
+
+
+def test_training_steps_reduce_loss(prepared):
+    from training.train_renderer import FrameSampler, load_clips, training_loss, validation_scores
+
+    out, _ = prepared
+    sampler = FrameSampler([(load_clips(out / "train"), 1.0)], p_previous=0.5, p_flip=0.5, seed=0)
+    batch = sampler.batch(4)
+    assert batch["condition"].shape == (4, CONDITION_CHANNELS, RESOLUTION, RESOLUTION)
+    model = tiny_model("epsilon").train()
+    scheduler = DDPMScheduler(num_train_timesteps=1000, prediction_type="epsilon", clip_sample=False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+
+    def loss_at_fixed_noise() -> float:
+        with torch.no_grad():
+            return float(training_loss(model, scheduler, batch, torch.Generator().manual_seed(1)))
+
+    before = loss_at_fixed_noise()
+    for _ in range(15):
+        loss = training_loss(model, scheduler, batch, torch.Generator().manual_seed(1))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss_at_fixed_noise() < 0.7 * before
+    scores = validation_scores(model, scheduler, batch, [250], torch.Generator().manual_seed(0))
+    assert set(scores) == {"warp", "x0@250"} and all(np.isfinite(v) for v in scores.values())

@@ -15,7 +15,6 @@ import argparse
 import json
 import logging
 import shlex
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from pipeline.audio import make_audio_features  # noqa: E402
 from pipeline.models import LandmarkDenoiser  # noqa: E402
 from pipeline.motion import random_known_mask, training_loss  # noqa: E402
 from pipeline.pipeline_talking_face import TalkingFacePipeline  # noqa: E402
+from training.checkpointing import checkpoint_to_resume, save_checkpoint  # noqa: E402
 from training.data.format import Example, find_examples  # noqa: E402
 
 logger = logging.getLogger("train_landmarks")
@@ -152,7 +152,7 @@ def main(args: argparse.Namespace) -> None:
 
     step = 0
     if args.resume_from_checkpoint:
-        folder = _checkpoint_to_resume(out_dir, args.resume_from_checkpoint)
+        folder = checkpoint_to_resume(out_dir, args.resume_from_checkpoint)
         if folder is not None:
             accelerator.load_state(str(folder))
             step = int(folder.name.split("-")[-1])
@@ -192,24 +192,6 @@ def main(args: argparse.Namespace) -> None:
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         save_final(accelerator.unwrap_model(model), ema, noise_scheduler, config, counts, step, args)
-
-
-def _checkpoints(out_dir: Path) -> list[Path]:
-    return sorted(out_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-
-
-def _checkpoint_to_resume(out_dir: Path, which: str) -> Path | None:
-    if which != "latest":
-        return Path(which)
-    folders = _checkpoints(out_dir)
-    return folders[-1] if folders else None
-
-
-def save_checkpoint(accelerator: Accelerator, out_dir: Path, step: int, keep: int) -> None:
-    """Save the full training state as ``checkpoint-<step>``, keeping only the newest ``keep``."""
-    accelerator.save_state(str(out_dir / f"checkpoint-{step}"))
-    for old in _checkpoints(out_dir)[:-keep]:
-        shutil.rmtree(old)
 
 
 def save_final(model, ema: EMAModel, noise_scheduler, config: dict, counts: dict, steps: int,

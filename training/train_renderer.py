@@ -33,7 +33,6 @@ import argparse
 import json
 import logging
 import shlex
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -59,6 +58,7 @@ from pipeline.models.face_renderer import (  # noqa: E402
     to_model_pixels,
 )
 from pipeline.regions import MIRROR  # noqa: E402
+from training.checkpointing import checkpoint_to_resume, save_checkpoint  # noqa: E402
 from training.data.prepare_renderer_data import RendererClip, find_clips  # noqa: E402
 
 logger = logging.getLogger("train_renderer")
@@ -278,7 +278,7 @@ def main(args: argparse.Namespace) -> None:
 
     step = 0
     if args.resume_from_checkpoint:
-        folder = _checkpoint_to_resume(out_dir, args.resume_from_checkpoint)
+        folder = checkpoint_to_resume(out_dir, args.resume_from_checkpoint)
         if folder is not None:
             accelerator.load_state(str(folder))
             step = int(folder.name.split("-")[-1])
@@ -358,24 +358,6 @@ def _validate_ema(model, ema: EMAModel, noise_scheduler, batch, timesteps, seed:
         return validation_scores(model, noise_scheduler, batch, timesteps, torch.Generator().manual_seed(seed))
     finally:
         ema.restore(model.parameters())
-
-
-def _checkpoints(out_dir: Path) -> list[Path]:
-    return sorted(out_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-
-
-def _checkpoint_to_resume(out_dir: Path, which: str) -> Path | None:
-    if which != "latest":
-        return Path(which)
-    folders = _checkpoints(out_dir)
-    return folders[-1] if folders else None
-
-
-def save_checkpoint(accelerator: Accelerator, out_dir: Path, step: int, keep: int) -> None:
-    """Save the full training state as ``checkpoint-<step>``, keeping only the newest ``keep``."""
-    accelerator.save_state(str(out_dir / f"checkpoint-{step}"))
-    for old in _checkpoints(out_dir)[:-keep]:
-        shutil.rmtree(old)
 
 
 def save_final(model, ema: EMAModel, noise_scheduler, config: dict, counts: dict, steps: int, minutes: float,

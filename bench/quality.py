@@ -525,27 +525,22 @@ def energy_gain(clips: list[Clip], override: Optional[float]) -> tuple[float, st
 
 def load_diffusion_renderer(folder: Optional[Path], scheduler_folder: Optional[Path], size: int, device: str,
                             seed: int = 0) -> tuple[Any, str]:
-    """``pipeline.render.diffusion.DiffusionRenderer.from_pretrained(folder, scheduler_folder)`` (the
-    ``face_renderer/`` and ``renderer_scheduler/`` folders ``training/train_renderer.py`` writes), rendering
-    ``size``-pixel crops with a seeded noise generator, or ``(None, why not)``."""
-    try:
-        module = importlib.import_module("pipeline.render.diffusion")
-        cls = module.DiffusionRenderer
-    except Exception as exc:  # noqa: BLE001 - any import problem means: not available
-        return None, f"pipeline.render.diffusion is not importable ({type(exc).__name__}: {exc})"
+    """The pipeline's diffusion renderer (``DiffusionRenderer.from_pretrained(folder, scheduler_folder)`` with the
+    pipeline's ``DIFFUSION_SETTINGS``), rendering ``size``-pixel crops with a seeded noise generator, or
+    ``(None, why not)``."""
+    import torch
+
+    from pipeline.pipeline_talking_face import DIFFUSION_SETTINGS
+    from pipeline.render.diffusion import DiffusionRenderer
+
     if folder is None or not Path(folder).is_dir():
         return None, f"no diffusion renderer checkpoint at {folder}"
     if scheduler_folder is None or not Path(scheduler_folder).is_dir():
         return None, f"no renderer scheduler at {scheduler_folder}"
-    try:
-        import torch
-
-        renderer = cls.from_pretrained(folder, scheduler_folder, device=device, size=size,
-                                       generator=torch.Generator().manual_seed(seed))
-    except Exception as exc:  # noqa: BLE001
-        return None, f"DiffusionRenderer could not be loaded from {folder} ({type(exc).__name__}: {exc})"
-    extra = {k: getattr(renderer, k) for k in ("num_inference_steps", "strength") if hasattr(renderer, k)}
-    return renderer, f"{cls.__name__} from {folder} " + ", ".join(f"{k} {v:g}" for k, v in extra.items())
+    renderer = DiffusionRenderer.from_pretrained(folder, scheduler_folder, device=device, size=size,
+                                                 generator=torch.Generator().manual_seed(seed), **DIFFUSION_SETTINGS)
+    settings = ", ".join(f"{k} {v}" for k, v in DIFFUSION_SETTINGS.items())
+    return renderer, f"{DiffusionRenderer.__name__} from {folder} ({settings})"
 
 
 def redetect(analyzer, frames: np.ndarray, fps: float, still: bool = False) -> tuple[Optional[np.ndarray], np.ndarray]:

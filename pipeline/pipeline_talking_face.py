@@ -4,7 +4,10 @@ The stages are public methods so that a UI can stop between them (show and edit 
 
 1. :meth:`TalkingFacePipeline.prepare` — the photo's face and 68 landmarks, the speech at 16 kHz, its features;
 2. :meth:`TalkingFacePipeline.generate_landmarks` — the landmark diffusion model turns speech into a track;
-3. :meth:`TalkingFacePipeline.render` — the warp renderer turns photo + track into frames or an mp4.
+3. :meth:`TalkingFacePipeline.render` — a renderer turns photo + track into frames or an mp4: the warp renderer
+   (fast, everywhere) or, when the checkpoint has one, the diffusion renderer (the warp frames with the lower face
+   repainted by a landmark-conditioned diffusion model; see :mod:`pipeline.render.diffusion`).
+   :meth:`TalkingFacePipeline.render_chunks` writes the mp4 step by step, so a caller can stop it between chunks.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
@@ -31,9 +35,11 @@ from .errors import InputError
 from .face import FaceAnalyzer, FaceDetection
 from .images import ImageInput, load_image
 from .landmarks import LandmarkTrack, belongs_to, retarget
+from .models.face_renderer import LandmarkFaceRenderer
 from .models.landmark_denoiser import LandmarkDenoiser
 from .motion import generate_motion
-from .render.export import render_to_mp4
+from .render.diffusion import DiffusionRenderer
+from .render.export import iter_render_to_mp4
 from .render.warp import WarpRenderer
 
 logger = logging.getLogger(__name__)
@@ -52,6 +58,16 @@ EXAMPLE_DOC_STRING = """
 """
 
 OutputType = str  # "np" | "pil" | "mp4"
+#: Renderer names accepted by :meth:`TalkingFacePipeline.render`.
+RENDERERS = ("warp", "diffusion")
+#: The diffusion renderer's settings, chosen on the held-out clips (training/evaluate_renderer.py, README): an
+#: 8-step DDIM schedule entered at half strength (4 model calls a frame), no previous frame shown to the model (its
+#: own previous outputs made the mouth less accurate and the video no steadier), and the refined pixels kept only
+#: within 0.25 inter-ocular distances of the lips.
+DIFFUSION_SETTINGS = {"num_inference_steps": 8, "strength": 0.5, "previous_noise": None, "mouth_margin": 0.25}
+#: Frames per chunk of :meth:`TalkingFacePipeline.render_chunks`: a few seconds of work each (the diffusion
+#: renderer takes about 0.2 s a frame on a CPU), so progress is frequent and a stop takes effect soon.
+CHUNK_FRAMES = {"warp": 32, "diffusion": 8}
 
 
 @dataclass
@@ -90,23 +106,30 @@ class TalkingFacePipeline(DiffusionPipeline):
     Parameters:
         landmark_denoiser ([`LandmarkDenoiser`]): denoises windows of canonical landmark motion.
         scheduler ([`SchedulerMixin`]): a diffusers scheduler for sampling (DDIM or DPM-Solver).
+        face_renderer ([`LandmarkFaceRenderer`], *optional*): the diffusion renderer's model; without it only the
+            warp renderer is available.
+        renderer_scheduler ([`SchedulerMixin`], *optional*): the diffusion renderer's sampling scheduler (DDIM).
         fps (`float`): video frame rate.
         audio_features (`str`): "logmel" or the HuBERT / wav2vec2 model id or folder the denoiser was trained on.
         landmark_backend (`str`): "dlib" (offline default) or "fan".
     """
 
-    model_cpu_offload_seq = "landmark_denoiser"
+    model_cpu_offload_seq = "landmark_denoiser->face_renderer"
+    _optional_components = ["face_renderer", "renderer_scheduler"]
 
     def __init__(
         self,
         landmark_denoiser: LandmarkDenoiser,
         scheduler: SchedulerMixin,
+        face_renderer: Optional[LandmarkFaceRenderer] = None,
+        renderer_scheduler: Optional[SchedulerMixin] = None,
         fps: float = 25.0,
         audio_features: str = "logmel",
         landmark_backend: str = "dlib",
     ) -> None:
         super().__init__()
-        self.register_modules(landmark_denoiser=landmark_denoiser, scheduler=scheduler)
+        self.register_modules(landmark_denoiser=landmark_denoiser, scheduler=scheduler, face_renderer=face_renderer,
+                              renderer_scheduler=renderer_scheduler)
         self.register_to_config(fps=fps, audio_features=audio_features, landmark_backend=landmark_backend)
         self._lazy_lock = threading.Lock()
         self._face_analyzer: Optional[FaceAnalyzer] = None
@@ -214,6 +237,51 @@ class TalkingFacePipeline(DiffusionPipeline):
             frames = np.concatenate([frames, rest.astype(frames.dtype)])
         return frames
 
+    @property
+    def renderers(self) -> list[str]:
+        """The renderers this pipeline can run: ``"warp"``, and ``"diffusion"`` when it has a face renderer."""
+        has_diffusion = self.face_renderer is not None and self.renderer_scheduler is not None
+        return list(RENDERERS) if has_diffusion else ["warp"]
+
+    def make_renderer(self, renderer: str = "warp", size: int = 256, full: bool = False,
+                      generator: Optional[torch.Generator] = None) -> Union[WarpRenderer, DiffusionRenderer]:
+        """A new renderer of this kind (each call its own, so concurrent renders do not share state); ``generator``
+        draws the diffusion renderer's shared noise."""
+        if renderer not in RENDERERS:
+            raise InputError(f"renderer must be one of {', '.join(RENDERERS)}, not {renderer!r}.")
+        if renderer not in self.renderers:
+            raise InputError("This checkpoint has no diffusion renderer (face_renderer); use the warp renderer.")
+        if renderer == "warp":
+            return WarpRenderer(size=size, full=full)
+        scheduler = type(self.renderer_scheduler).from_config(self.renderer_scheduler.config)  # per call
+        return DiffusionRenderer(self.face_renderer, scheduler, size=size, full=full, generator=generator,
+                                 **DIFFUSION_SETTINGS)
+
+    def render_chunks(
+        self,
+        inputs: TalkingFaceInputs,
+        track: LandmarkTrack,
+        output_path: Union[str, Path],
+        size: int = 256,
+        full: bool = False,
+        renderer: str = "warp",
+        generator: Optional[torch.Generator] = None,
+    ) -> Iterator[tuple[int, int]]:
+        """Render the photo driven by ``track`` into the mp4 ``output_path`` (with the speech), yielding
+        ``(frames written, total)`` after each chunk. The file is complete when the iterator is exhausted; closing
+        it earlier stops the work at the next chunk and deletes the partial file."""
+        frames = self.fit_track(track, inputs)
+        drawer = self.make_renderer(renderer, size, full, generator)
+        context = drawer.prepare(inputs.image, inputs.face.landmarks)
+        bar = self.stage_progress_bar(len(frames), "render")
+        try:
+            for done in iter_render_to_mp4(drawer, context, frames, output_path, inputs.fps, inputs.audio,
+                                           CHUNK_FRAMES[renderer]):
+                bar.update(done - bar.n)
+                yield done, len(frames)
+        finally:
+            bar.close()
+
     def render(
         self,
         inputs: TalkingFaceInputs,
@@ -222,23 +290,24 @@ class TalkingFacePipeline(DiffusionPipeline):
         full: bool = False,
         output_type: OutputType = "np",
         output_path: Optional[Union[str, Path]] = None,
+        renderer: str = "warp",
+        generator: Optional[torch.Generator] = None,
     ) -> Union[np.ndarray, list[PIL.Image.Image], str]:
-        """Render the photo driven by ``track``. ``output_type="mp4"`` streams frames to ``output_path`` (a new
-        temporary file when not given) in chunks, so memory does not grow with length, and returns its path."""
-        frames = self.fit_track(track, inputs)
-        renderer = WarpRenderer(size=size, full=full)
-        context = renderer.prepare(inputs.image, inputs.face.landmarks)
-        bar = self.stage_progress_bar(len(frames), "render")
+        """Render the photo driven by ``track`` with ``renderer`` (``"warp"`` or ``"diffusion"``, see
+        :attr:`renderers`). ``output_type="mp4"`` streams frames to ``output_path`` (a new temporary file when not
+        given) in chunks, so memory does not grow with length, and returns its path."""
         if output_type == "mp4":
             if output_path is None:
                 output_path = tempfile.NamedTemporaryFile(suffix=".mp4", delete=False).name
-            render_to_mp4(renderer, context, frames, output_path, inputs.fps, inputs.audio,
-                          progress=lambda done, total: bar.update(done - bar.n))
-            bar.close()
+            for _ in self.render_chunks(inputs, track, output_path, size, full, renderer, generator):
+                pass
             return str(output_path)
-        video = renderer.render(context, frames)
-        bar.update(len(frames))
-        bar.close()
+        frames = self.fit_track(track, inputs)
+        drawer = self.make_renderer(renderer, size, full, generator)
+        context = drawer.prepare(inputs.image, inputs.face.landmarks)
+        with self.stage_progress_bar(len(frames), "render") as bar:
+            video = drawer.render(context, frames)
+            bar.update(len(frames))
         return [PIL.Image.fromarray(f) for f in video] if output_type == "pil" else video
 
     @torch.no_grad()
@@ -257,6 +326,7 @@ class TalkingFacePipeline(DiffusionPipeline):
         blink_rate: Optional[float] = None,
         output_type: OutputType = "np",
         output_path: Optional[Union[str, Path]] = None,
+        renderer: str = "warp",
         return_dict: bool = True,
         callback_on_step_end: Optional[Callable[..., Any]] = None,
     ) -> Union[TalkingFacePipelineOutput, tuple]:
@@ -271,6 +341,8 @@ class TalkingFacePipeline(DiffusionPipeline):
             landmarks: a track to render as given (e.g. edited); skips the landmark model.
             head_motion, blink_rate: see :meth:`generate_landmarks`.
             output_type: "np" (frames array), "pil" (list of images) or "mp4" (written to ``output_path``).
+            renderer: "warp" (fast, CPU) or "diffusion" (when the checkpoint has a face renderer; see
+                :attr:`renderers`); ``generator`` also draws the diffusion renderer's noise.
             return_dict: return a [`TalkingFacePipelineOutput`] instead of a tuple.
             callback_on_step_end: called as ``callback(pipe, step, timestep, {})`` after each denoising step.
 
@@ -285,7 +357,7 @@ class TalkingFacePipeline(DiffusionPipeline):
             landmarks = self.generate_landmarks(inputs, num_inference_steps, guidance_scale, generator,
                                                 head_motion, blink_rate, callback_on_step_end)
         # 4. Frames
-        frames = self.render(inputs, landmarks, size, full, output_type, output_path)
+        frames = self.render(inputs, landmarks, size, full, output_type, output_path, renderer, generator)
         self.maybe_free_model_hooks()
         if not return_dict:
             return (frames, landmarks)

@@ -8,11 +8,13 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
+from pipeline.canonical import inter_ocular
 from pipeline.models.face_renderer import (
     CONDITION_CHANNELS,
     LandmarkFaceRenderer,
     condition_channels,
     landmark_map,
+    mouth_weight,
     normalise_landmarks,
     region_masks,
 )
@@ -139,6 +141,30 @@ def test_renderer_full_mode_and_zero_strength(model, renderer_inputs):
     assert none.render(none.prepare(photo, reference), frames[:0]).shape == (0, 64, 64, 3)
     with pytest.raises(ValueError):
         DiffusionRenderer(model, DDIMScheduler(prediction_type="epsilon"))
+
+
+def test_mouth_margin_keeps_the_rest_of_the_lower_face(model, renderer_inputs):
+    """With ``mouth_margin`` only pixels near the lips take the refined crop; the chin and jaw stay the warp's."""
+    photo, reference, frames = renderer_inputs
+    warp = WarpRenderer(256)
+    expected = warp.render(warp.prepare(photo, reference), frames)
+    scheduler = DDIMScheduler(num_train_timesteps=1000, prediction_type="sample", clip_sample=False)
+    videos = {}
+    for margin in (None, 0.25):
+        renderer = DiffusionRenderer(model, scheduler, size=256, num_inference_steps=4, strength=0.5,
+                                     generator=torch.Generator().manual_seed(0), mouth_margin=margin)
+        videos[margin] = renderer.render(renderer.prepare(photo, reference), frames)
+    points = warp.crop_landmarks(warp.prepare(photo, reference), frames)
+    changed = {m: np.abs(v.astype(int) - expected.astype(int)).max(axis=-1) > 0 for m, v in videos.items()}
+    for t in range(len(frames)):
+        lips = np.zeros((256, 256), np.uint8)
+        cv2.fillConvexPoly(lips, cv2.convexHull(np.round(points[t, 48:60]).astype(np.int32)), 1)
+        outside = cv2.distanceTransform(1 - lips, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+        near = outside < 0.25 * inter_ocular(points[t]) + 2  # pixels within the margin of the lips (+2 px slack)
+        assert changed[0.25][t].any() and not changed[0.25][t][~near].any()
+        assert changed[None][t][~near].any()  # without the margin the repaint reaches beyond the mouth
+        weight = mouth_weight(points[t], (256, 256), margin=0.25)
+        assert weight.max() == 1.0 and weight[~near].max() == 0.0
 
 
 @pytest.fixture(scope="module")

@@ -161,3 +161,73 @@ def test_cli_batch_reports_failures_and_goes_on(pipe, media, tmp_path, capsys):
     text = capsys.readouterr().out
     assert code == 1 and "1 of 2 done; 1 failed" in text and "wall.png: No face" in text
     assert (tmp_path / "out" / "one.mp4").is_file() and not (tmp_path / "out" / "two.mp4").exists()
+
+
+# --- the diffusion renderer as a pipeline component ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def diffusion_pipe() -> TalkingFacePipeline:
+    from tests.test_face_renderer import tiny_model
+
+    renderer_scheduler = DDIMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2",
+                                       prediction_type="sample", clip_sample=False)
+    pipe = TalkingFacePipeline(**get_dummy_components(), face_renderer=tiny_model().eval(),
+                               renderer_scheduler=renderer_scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_diffusion_renderer_repaints_only_the_lower_face(diffusion_pipe, pipe, media, astronaut_landmarks):
+    assert pipe.renderers == ["warp"] and diffusion_pipe.renderers == ["warp", "diffusion"]
+    inputs = diffusion_pipe.prepare(media / "photo.png", media / "speech.wav")
+    opened = np.repeat(astronaut_landmarks[None], inputs.num_frames, axis=0)
+    opened[:, 57:60, 1] += 10
+    track = LandmarkTrack(opened, 25, (512, 512), reference=astronaut_landmarks)
+    warp = diffusion_pipe.render(inputs, track)
+    diffusion = diffusion_pipe.render(inputs, track, renderer="diffusion", generator=torch.Generator().manual_seed(0))
+    again = diffusion_pipe.render(inputs, track, renderer="diffusion", generator=torch.Generator().manual_seed(0))
+    assert diffusion.shape == warp.shape == (38, 256, 256, 3) and np.array_equal(diffusion, again)
+    to_crop = diffusion_pipe.make_renderer().prepare(inputs.image, inputs.face.landmarks).to_canvas
+    below_eyes = int(np.ceil(max(to_crop[1] @ [x, y, 1.0] for x, y in astronaut_landmarks[36:48])))
+    changed = np.abs(diffusion.astype(int) - warp.astype(int)).max(axis=(0, 2, 3)) > 0  # per row
+    assert changed.any() and not changed[:below_eyes].any()  # the upper face is the warp frame's, pixel for pixel
+    with pytest.raises(InputError, match="no diffusion renderer"):
+        pipe.render(inputs, track, renderer="diffusion")
+    with pytest.raises(InputError, match="renderer must be one of"):
+        diffusion_pipe.render(inputs, track, renderer="gan")
+
+
+def test_render_chunks_progress_and_stop(diffusion_pipe, media, tmp_path):
+    from pipeline.video import iter_video_frames
+
+    inputs = diffusion_pipe.prepare(media / "photo.png", media / "speech.wav")
+    track = LandmarkTrack(np.repeat(inputs.face.landmarks[None], 38, axis=0), 25, inputs.image_size,
+                          reference=inputs.face.landmarks)
+    steps = list(diffusion_pipe.render_chunks(inputs, track, tmp_path / "all.mp4", renderer="diffusion"))
+    assert steps == [(8, 38), (16, 38), (24, 38), (32, 38), (38, 38)]
+    assert len(list(iter_video_frames(tmp_path / "all.mp4"))) == 38
+    chunks = diffusion_pipe.render_chunks(inputs, track, tmp_path / "stopped.mp4", renderer="diffusion")
+    assert next(chunks) == (8, 38) and (tmp_path / "stopped.mp4").exists()
+    chunks.close()  # what the app does when a render is cancelled
+    assert not (tmp_path / "stopped.mp4").exists()
+
+
+def test_diffusion_renderer_saves_loads_and_runs_from_the_cli(diffusion_pipe, pipe, media, tmp_path, capsys):
+    diffusion_pipe.save_pretrained(tmp_path / "ckpt")
+    loaded = TalkingFacePipeline.from_pretrained(tmp_path / "ckpt")
+    assert loaded.renderers == ["warp", "diffusion"]
+    assert torch.equal(loaded.face_renderer.unet.conv_in.weight, diffusion_pipe.face_renderer.unet.conv_in.weight)
+    args = ["--image", str(media / "photo.png"), "--audio", str(media / "speech.wav"), "--steps", "2",
+            "--renderer", "diffusion", "-q"]
+    assert main(["generate", *args, "-o", str(tmp_path / "d.mp4"), "--checkpoint", str(tmp_path / "ckpt")]) == 0
+    assert "256x256" in ffprobe_text(tmp_path / "d.mp4")
+    assert main(["landmarks", *args[:6], "-o", str(tmp_path / "t.json"), "--checkpoint", str(tmp_path / "ckpt")]) == 0
+    assert main(["render", "--image", str(media / "photo.png"), "--landmarks", str(tmp_path / "t.json"),
+                 "--renderer", "diffusion", "--checkpoint", str(tmp_path / "ckpt"), "-o", str(tmp_path / "r.mp4"),
+                 "-q"]) == 0
+    assert "256x256" in ffprobe_text(tmp_path / "r.mp4")
+    pipe.save_pretrained(tmp_path / "warp_only")
+    capsys.readouterr()
+    assert main(["generate", *args, "-o", str(tmp_path / "w.mp4"), "--checkpoint", str(tmp_path / "warp_only")]) != 0
+    assert "has no diffusion renderer" in capsys.readouterr().err and not (tmp_path / "w.mp4").exists()

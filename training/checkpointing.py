@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -26,3 +27,25 @@ def save_checkpoint(accelerator: Accelerator, out_dir: Path, step: int, keep: in
     accelerator.save_state(str(out_dir / f"checkpoint-{step}"))
     for old in checkpoints(out_dir)[:-keep]:
         shutil.rmtree(old)
+
+
+
+def save_into_pipeline(final: Path, base: Path | None = None, settings: dict | None = None, **components) -> None:
+    """Save ``components`` (e.g. ``face_renderer=model``) and pipeline ``settings`` (e.g. ``audio_features``) as part
+    of the :class:`TalkingFacePipeline` in ``final`` (``save_pretrained``: model_index.json and a folder per
+    component). The other components come from the pipeline already in ``final``, else from the one in ``base``;
+    with neither, ``components`` must be complete."""
+    from pipeline.pipeline_talking_face import TalkingFacePipeline
+
+    source = next((folder for folder in (final, base) if folder and (folder / "model_index.json").is_file()), None)
+    if source is None:
+        pipe = TalkingFacePipeline(**components, **(settings or {}))
+    else:
+        pipe = TalkingFacePipeline.from_pretrained(str(source), use_safetensors=True)
+        pipe.register_modules(**components)
+        pipe.register_to_config(**(settings or {}))
+    pipe.save_pretrained(final)
+    for config in [final / "model_index.json", *final.glob("*/config.json")]:  # no paths of this machine
+        values = json.loads(config.read_text())
+        if values.pop("_name_or_path", None) is not None:
+            config.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")

@@ -15,7 +15,11 @@ frame lines up with the real crop of the same frame. Against the real frames:
 * flicker: mean absolute difference of consecutive frames (whole crop and mouth region) minus the real video's;
 * time per frame (CPU unless ``--device``), each renderer's whole ``prepare`` + ``render``.
 
-The diffusion renderer renders in chunks of ``--chunk`` frames, as the mp4 export does. Results: ``metrics.json`` and
+The diffusion renderer's settings default to the pipeline's (``DIFFUSION_SETTINGS``); ``--strength`` takes several
+values (a row each), ``--previous_noise`` and ``--mouth_margin`` the alternatives. A person-specific fine-tune is
+scored on the part of the person's video it did not see: ``--only NAME --score_from K`` renders the whole clip (so the
+reference stays frame 0) and scores frames K onwards. The diffusion renderer renders in chunks of ``--chunk`` frames,
+as the mp4 export does. Results: ``metrics.json`` and
 ``metrics.md`` (a table per clip and the frame-weighted mean) in ``--out``; ``--save_video`` also writes a side-by-side
 mp4 (real | warp | diffusion) per clip there (frames of the source videos: never commit them).
 """
@@ -38,6 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pipeline.canonical import inter_ocular  # noqa: E402
+from pipeline.pipeline_talking_face import DIFFUSION_SETTINGS  # noqa: E402
 from pipeline.render.diffusion import DiffusionRenderer  # noqa: E402
 from pipeline.render.warp import WarpRenderer  # noqa: E402
 from pipeline.video import Mp4Writer, iter_video_frames  # noqa: E402
@@ -147,14 +152,19 @@ def render_timed(renderer, photo: np.ndarray, points: np.ndarray, chunk: int) ->
 
 
 def evaluate_clip(clip: RendererClip, renderers: dict, embedder: IdentityEmbedder, chunk: int, identity_every: int,
-                  video_dir: Optional[Path] = None, max_frames: Optional[int] = None) -> dict[str, dict[str, float]]:
+                  video_dir: Optional[Path] = None, max_frames: Optional[int] = None,
+                  score_from: int = 0) -> dict[str, dict[str, float]]:
+    """Render the clip's frames ``[0, max_frames)`` with each renderer and score frames ``[score_from, max_frames)``
+    (e.g. the part of a video a person-specific model was not fine-tuned on)."""
     assert clip.reference_index == 0, "the evaluation drives the clip's frame 0"
     n = len(clip.frames) if max_frames is None else min(max_frames, len(clip.frames))
+    assert 0 <= score_from < n, f"score_from {score_from} must be below the {n} frames rendered"
     photo, driving = first_frame(clip.video), np.asarray(clip.photo_landmarks[:n], np.float64)
-    real, points = clip.frames[:n], np.asarray(clip.landmarks[:n], np.float64)
+    real, points = clip.frames[score_from:n], np.asarray(clip.landmarks[score_from:n], np.float64)
     results, videos = {}, {}
     for name, renderer in renderers.items():
         video, seconds = render_timed(renderer, photo, driving, chunk)
+        video = video[score_from:]
         assert video.shape == real.shape, f"{name} rendered {video.shape}, real crops are {real.shape}"
         results[name] = {**score(video, real, points, embedder, identity_every), "seconds_per_frame": seconds}
         videos[name] = video
@@ -184,19 +194,31 @@ def main(argv=None) -> int:
     parser.add_argument("--model", type=Path, default=REPO / "checkpoints/face_renderer")
     parser.add_argument("--scheduler", type=Path, default=REPO / "checkpoints/renderer_scheduler")
     parser.add_argument("--out", type=Path, default=REPO / "results/renderer_eval")
-    parser.add_argument("--num_inference_steps", type=int, default=8)
-    parser.add_argument("--strength", type=float, nargs="+", default=[0.5], help="one diffusion column per value")
+    parser.add_argument("--num_inference_steps", type=int, default=DIFFUSION_SETTINGS["num_inference_steps"])
+    parser.add_argument("--strength", type=float, nargs="+", default=[DIFFUSION_SETTINGS["strength"]],
+                        help="one diffusion row per value")
+    parser.add_argument("--previous_noise", type=lambda v: None if v == "none" else float(v),
+                        default=DIFFUSION_SETTINGS["previous_noise"],
+                        help="noise level of the previous frame shown to the model ('none': no previous frame)")
+    parser.add_argument("--mouth_margin", type=lambda v: None if v == "none" else float(v),
+                        default=DIFFUSION_SETTINGS["mouth_margin"],
+                        help="paste the refined pixels only this close to the lips (inter-ocular units; 'none': "
+                             "the whole generated lower face)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--chunk", type=int, default=64, help="frames per render call (as the mp4 export)")
     parser.add_argument("--identity_every", type=int, default=5)
     parser.add_argument("--max_frames", type=int, help="evaluate only the first frames of each clip")
+    parser.add_argument("--score_from", type=int, default=0,
+                        help="render from frame 0 but score only from this frame on (person-specific fine-tunes)")
+    parser.add_argument("--only", help="comma-separated clip names to evaluate (default: all in --data)")
+    parser.add_argument("--model_label", default="diffusion", help="name of the diffusion rows in the table")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--num_threads", type=int, default=2)
     parser.add_argument("--save_video", action="store_true", help="side-by-side mp4 per clip in --out")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.num_threads)
 
-    clips = [RendererClip.load(p) for p in find_clips(args.data)]
+    clips = [RendererClip.load(p) for p in find_clips(args.data) if not args.only or p.stem in args.only.split(",")]
     if not clips:
         raise SystemExit(f"No prepared clips in {args.data}.")
     resolution = clips[0].frames.shape[1]
@@ -204,10 +226,11 @@ def main(argv=None) -> int:
     for strength in args.strength:
         renderer = DiffusionRenderer.from_pretrained(
             args.model, args.scheduler, device=args.device, size=resolution, num_inference_steps=args.num_inference_steps,
-            strength=strength, generator=torch.Generator().manual_seed(args.seed),
+            strength=strength, generator=torch.Generator().manual_seed(args.seed), previous_noise=args.previous_noise,
+            mouth_margin=args.mouth_margin,
         )
         assert renderer.resolution == resolution, f"model resolution {renderer.resolution}, crops {resolution}"
-        renderers[f"diffusion s={strength:g}"] = renderer
+        renderers[f"{args.model_label} s={strength:g}"] = renderer
     embedder = IdentityEmbedder()
     per_clip, weights = {}, []
     for clip in clips:
@@ -215,15 +238,16 @@ def main(argv=None) -> int:
             if isinstance(renderer, DiffusionRenderer):
                 renderer.generator = torch.Generator().manual_seed(args.seed)
         per_clip[clip.name] = evaluate_clip(clip, renderers, embedder, args.chunk, args.identity_every,
-                                            args.out if args.save_video else None, args.max_frames)
-        weights.append(len(clip.frames) if args.max_frames is None else min(args.max_frames, len(clip.frames)))
+                                            args.out if args.save_video else None, args.max_frames, args.score_from)
+        rendered = len(clip.frames) if args.max_frames is None else min(args.max_frames, len(clip.frames))
+        weights.append(rendered - args.score_from)
         print(clip.name, json.dumps(per_clip[clip.name], indent=None))
     w = np.asarray(weights, np.float64) / sum(weights)
     names = list(renderers)
     mean = {name: {m: float(sum(wi * per_clip[c][name][m] for wi, c in zip(w, per_clip)))
                    for m in per_clip[clips[0].name][name]} for name in names + ["real"]}
     setup = (f"Crop mode at {resolution} px; diffusion: {args.model}, {args.num_inference_steps}-step schedule "
-             f"({DiffusionRenderer.__name__}, DDIM), seed {args.seed}, chunks of {args.chunk} frames, "
+             f"({DiffusionRenderer.__name__}, DDIM), previous frame noise {args.previous_noise}, mouth margin {args.mouth_margin}, seed {args.seed}, chunks of {args.chunk} frames, "
              f"device {args.device}, {args.num_threads} threads. Flicker: minus the real video's.")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "metrics.json").write_text(json.dumps({"setup": setup, "clips": per_clip, "mean": mean}, indent=1))

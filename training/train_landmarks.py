@@ -35,8 +35,7 @@ sys.path.insert(0, str(REPO))
 from pipeline.audio import make_audio_features  # noqa: E402
 from pipeline.models import LandmarkDenoiser  # noqa: E402
 from pipeline.motion import random_known_mask, training_loss  # noqa: E402
-from pipeline.pipeline_talking_face import TalkingFacePipeline  # noqa: E402
-from training.checkpointing import checkpoint_to_resume, save_checkpoint  # noqa: E402
+from training.checkpointing import checkpoint_to_resume, save_checkpoint, save_into_pipeline  # noqa: E402
 from training.data.format import Example, find_examples  # noqa: E402
 
 logger = logging.getLogger("train_landmarks")
@@ -199,9 +198,9 @@ def save_final(model, ema: EMAModel, noise_scheduler, config: dict, counts: dict
     """Write the EMA weights and the sampling scheduler with ``save_pretrained``, plus how they were made."""
     final: Path = config["final_dir"]
     ema.copy_to(model.parameters())
-    pipe = TalkingFacePipeline(landmark_denoiser=model, scheduler=DDIMScheduler.from_config(noise_scheduler.config),
-                               audio_features=config["audio_features"])
-    pipe.save_pretrained(final)  # model_index.json, landmark_denoiser/, scheduler/
+    # model_index.json, landmark_denoiser/, scheduler/ (a face renderer already in final_dir stays)
+    save_into_pipeline(final, settings={"audio_features": config["audio_features"]}, landmark_denoiser=model,
+                       scheduler=DDIMScheduler.from_config(noise_scheduler.config))
     previous = json.loads((args.init_from / "training_info.json").read_text()) if args.init_from else None
     info = {
         "command": "accelerate launch training/train_landmarks.py " + " ".join(map(shlex.quote, sys.argv[1:])),

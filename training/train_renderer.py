@@ -24,7 +24,10 @@ against the real frames, next to the warp crop itself (without previous frames b
 flatters the model, which at inference only gets its own). The state is saved every ``checkpointing_steps``
 (``--resume_from_checkpoint latest`` picks up after an interruption), EMA weights are kept, and at the end the EMA
 model goes to ``<final_dir>/face_renderer`` and a DDIM scheduler with the training noise schedule to
-``<final_dir>/renderer_scheduler`` (``save_pretrained``), with ``training_info.json`` (command, seed, data, steps).
+``<final_dir>/renderer_scheduler``, with ``training_info.json`` (command, seed, data, steps). Both join the
+``TalkingFacePipeline`` saved in ``final_dir`` (``save_pretrained``; a copy of the shipped ``checkpoints/`` pipeline
+when ``final_dir`` has none), so ``--checkpoint checkpoints/me`` / ``load_pipeline("checkpoints/me")`` renders with
+the fine-tuned model.
 """
 
 from __future__ import annotations
@@ -57,8 +60,9 @@ from pipeline.models.face_renderer import (  # noqa: E402
     region_masks,
     to_model_pixels,
 )
+from pipeline.loading import DEFAULT_CHECKPOINT  # noqa: E402
 from pipeline.regions import MIRROR  # noqa: E402
-from training.checkpointing import checkpoint_to_resume, save_checkpoint  # noqa: E402
+from training.checkpointing import checkpoint_to_resume, save_checkpoint, save_into_pipeline  # noqa: E402
 from training.data.prepare_renderer_data import RendererClip, find_clips  # noqa: E402
 
 logger = logging.getLogger("train_renderer")
@@ -365,8 +369,9 @@ def save_final(model, ema: EMAModel, noise_scheduler, config: dict, counts: dict
     """Write the EMA weights and a DDIM sampling scheduler with ``save_pretrained``, plus how they were made."""
     final: Path = config["final_dir"]
     ema.copy_to(model.parameters())
-    model.save_pretrained(final / "face_renderer")
-    DDIMScheduler.from_config(noise_scheduler.config).save_pretrained(final / "renderer_scheduler")
+    # face_renderer/ and renderer_scheduler/ join the pipeline in final_dir (else a copy of the shipped one)
+    save_into_pipeline(final, base=DEFAULT_CHECKPOINT, face_renderer=model,
+                       renderer_scheduler=DDIMScheduler.from_config(noise_scheduler.config))
     info = {
         "command": "accelerate launch training/train_renderer.py " + " ".join(map(shlex.quote, sys.argv[1:])),
         "seed": config["seed"],

@@ -114,6 +114,21 @@ def region_masks(
     return (soft * hard).astype(np.float32), hard.astype(np.float32)
 
 
+def mouth_weight(
+    points: np.ndarray, shape: tuple[int, int], origin: tuple[float, float] = (0.0, 0.0), *, margin: float
+) -> np.ndarray:
+    """``(h, w)`` float32 weight: one within ``margin - FEATHER`` inter-ocular units of the outer lips' convex hull,
+    fading to zero at ``margin`` (same grid conventions as :func:`region_masks`)."""
+    points = np.asarray(points, dtype=np.float64)
+    iod = max(float(inter_ocular(points)), 1e-6)
+    local = points[list(OUTER_LIP)] - np.asarray(origin, dtype=np.float64)
+    hull = np.zeros(shape, np.uint8)
+    corners = np.round(cv2.convexHull(local.astype(np.float32)) * 16).astype(np.int32)
+    cv2.fillConvexPoly(hull, corners, 1, cv2.LINE_8, 4)
+    outside = cv2.distanceTransform(1 - hull, cv2.DIST_L2, 5)  # pixels to the lips (0 inside)
+    return _smoothstep(margin * iod, (margin - FEATHER) * iod, outside).astype(np.float32)
+
+
 def landmark_map(points: np.ndarray, resolution: int) -> np.ndarray:
     """Rasterised landmarks ``(R, R, 3)`` float32 in ``[0, 1]`` from crop pixels ``(68, 2)``: the outer lip outline,
     the filled inner mouth, and the jaw and nose lines, each drawn anti-aliased and softened by a small blur."""

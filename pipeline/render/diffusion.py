@@ -42,6 +42,7 @@ from ..models.face_renderer import (
     add_masked_noise,
     condition_channels,
     from_model_pixels,
+    mouth_weight,
     normalise_landmarks,
     region_masks,
     to_model_pixels,
@@ -80,6 +81,9 @@ class DiffusionRenderer:
         previous_noise: noise level sigma of the previous frame given to the model (training draws it in
             ``[0, train.previous_noise_max]``); None gives no previous frame (every frame as a first frame).
         mouth_fill: passed to the warp renderers.
+        mouth_margin: when given, only the mouth and the skin within this many inter-ocular units of the lips take
+            the refined pixels (feathered); the rest of the lower face stays the warp frame's. None: the whole
+            generated region is pasted.
     """
 
     def __init__(
@@ -93,6 +97,7 @@ class DiffusionRenderer:
         generator: Optional[torch.Generator] = None,
         previous_noise: Optional[float] = 0.25,
         mouth_fill: bool = True,
+        mouth_margin: Optional[float] = None,
     ) -> None:
         if previous_noise is not None and not 0.0 <= float(previous_noise) < 1.0:
             raise ValueError(f"previous_noise must be in [0, 1) or None; got {previous_noise}.")
@@ -113,6 +118,7 @@ class DiffusionRenderer:
         self.strength = float(strength)
         self.generator = generator
         self.previous_noise = None if previous_noise is None else float(previous_noise)
+        self.mouth_margin = None if mouth_margin is None else float(mouth_margin)
         self.warp = WarpRenderer(size, full, mouth_fill)
         self.size, self.full = self.warp.size, self.warp.full
         self.crop_warp = WarpRenderer(self.resolution, False, mouth_fill)
@@ -173,7 +179,7 @@ class DiffusionRenderer:
         for t in range(len(frames)):
             refined = self.refine(ctx, crops[t], points[t], ctx.previous)
             ctx.previous, ctx.frames_rendered = refined, ctx.frames_rendered + 1
-            _paste(out[t], refined, out_points[t], ctx.to_output)
+            _paste(out[t], refined, out_points[t], ctx.to_output, self.mouth_margin)
         return out
 
     def _num_steps(self) -> int:
@@ -222,9 +228,11 @@ def _compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
     return matrix
 
 
-def _paste(frame: np.ndarray, crop: np.ndarray, points: np.ndarray, to_output: np.ndarray) -> None:
+def _paste(frame: np.ndarray, crop: np.ndarray, points: np.ndarray, to_output: np.ndarray,
+           mouth_margin: Optional[float] = None) -> None:
     """Blend the refined model ``crop`` into the output ``frame`` (in place) with the soft region mask of ``points``
-    (output pixels); only pixels with a nonzero weight change."""
+    (output pixels), narrowed to the mouth by ``mouth_margin`` when given; only pixels with a nonzero weight
+    change."""
     height, width = frame.shape[:2]
     hull = points[list(HULL_POINTS)]
     pad = HULL_MARGIN * float(np.linalg.norm(points[45] - points[36])) + 2.0
@@ -233,6 +241,8 @@ def _paste(frame: np.ndarray, crop: np.ndarray, points: np.ndarray, to_output: n
     if x1 <= x0 or y1 <= y0:
         return
     soft = region_masks(points, (y1 - y0, x1 - x0), origin=(x0, y0))[0]
+    if mouth_margin is not None:
+        soft *= mouth_weight(points, (y1 - y0, x1 - x0), origin=(x0, y0), margin=mouth_margin)
     inside = soft > 0
     if not inside.any():
         return

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
-from typing import Callable, Optional, Union
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Optional, Union
 
 import numpy as np
 
@@ -11,6 +13,30 @@ from ..video import Mp4Writer
 
 #: Frames rendered and encoded per chunk.
 CHUNK_FRAMES = 64
+
+
+def iter_render_to_mp4(
+    renderer,
+    context,
+    frames: np.ndarray,
+    output: Union[str, os.PathLike],
+    fps: float,
+    audio: Optional[np.ndarray] = None,
+    chunk_frames: int = CHUNK_FRAMES,
+) -> Iterator[int]:
+    """Render landmark ``frames`` (T, 68, 2) with ``renderer`` into the mp4 ``output``, yielding the number of
+    frames written after each chunk. The file is complete once the iterator is exhausted; closing it earlier (or an
+    error) stops the work at the next chunk boundary and deletes the partial file."""
+    complete = False
+    try:
+        with Mp4Writer(output, fps=fps, audio=audio) as writer:
+            for start in range(0, len(frames), chunk_frames):
+                writer.write(renderer.render(context, frames[start : start + chunk_frames]))
+                yield writer.frames_written
+        complete = True
+    finally:
+        if not complete:
+            Path(output).unlink(missing_ok=True)
 
 
 def render_to_mp4(
@@ -23,14 +49,10 @@ def render_to_mp4(
     chunk_frames: int = CHUNK_FRAMES,
     progress: Optional[Callable[[int, int], None]] = None,
 ) -> int:
-    """Render landmark ``frames`` (T, 68, 2) with ``renderer`` and encode them; returns frames written.
-
-    ``progress(done, total)`` is called after each chunk.
-    """
-    total = len(frames)
-    with Mp4Writer(output, fps=fps, audio=audio) as writer:
-        for start in range(0, total, chunk_frames):
-            writer.write(renderer.render(context, frames[start : start + chunk_frames]))
-            if progress is not None:
-                progress(min(start + chunk_frames, total), total)
-        return writer.frames_written
+    """:func:`iter_render_to_mp4` run to the end; returns the frames written. ``progress(done, total)`` is called
+    after each chunk."""
+    written = 0
+    for written in iter_render_to_mp4(renderer, context, frames, output, fps, audio, chunk_frames):
+        if progress is not None:
+            progress(written, len(frames))
+    return written

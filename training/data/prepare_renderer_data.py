@@ -119,24 +119,27 @@ def prepare_clip(video: Path, name: str, resolution: int = 128, smoothing: float
 
 
 def _job(args: tuple) -> tuple[str, bool, Optional[RendererClip], str, float]:
-    video, name, holdout, resolution, smoothing = args
+    video, name, holdout, resolution, smoothing, max_frames = args
     start = time.perf_counter()
     try:
-        clip = prepare_clip(video, name, resolution, smoothing)
+        clip = prepare_clip(video, name, resolution, smoothing, max_frames=max_frames)
     except (InputError, NoFaceError) as exc:
         return name, holdout, None, str(exc), time.perf_counter() - start
     return name, holdout, clip, "", time.perf_counter() - start
 
 
 def prepare(clips: Path, out: Path, holdout: set[str] = frozenset(), resolution: int = 128, jobs: int = 1,
-            smoothing: float = 0.7, max_missing: float = 0.5, log=print) -> list[dict]:
-    """Prepare every video under ``clips`` into ``out/train`` and ``out/holdout``; returns the manifest rows."""
+            smoothing: float = 0.7, max_missing: float = 0.5, max_frames: Optional[int] = None,
+            log=print) -> list[dict]:
+    """Prepare every video under ``clips`` (its first ``max_frames`` frames, when given) into ``out/train`` and
+    ``out/holdout``; returns the manifest rows."""
     clips, out = Path(clips), Path(out)
     videos = find_videos(clips)
     if not videos:
         raise SystemExit(f"No videos under {clips}.")
     names = [clip_name(v, clips) for v in videos]
-    args = [(v, n, is_held_out(v, clips, n, set(holdout)), resolution, smoothing) for v, n in zip(videos, names)]
+    args = [(v, n, is_held_out(v, clips, n, set(holdout)), resolution, smoothing, max_frames)
+            for v, n in zip(videos, names)]
     if jobs > 1:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             results = list(pool.map(_job, args))
@@ -169,9 +172,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="videos processed in parallel")
     parser.add_argument("--smoothing", type=float, default=0.7, help="temporal Gaussian sigma of the landmarks")
     parser.add_argument("--max-missing", type=float, default=0.5, help="skip clips with more frames without a face")
+    parser.add_argument("--max-frames", type=int, help="use only the first frames of each video")
     args = parser.parse_args(argv)
     holdout = {h.strip() for h in args.holdout.split(",") if h.strip()}
-    rows = prepare(args.clips, args.out, holdout, args.resolution, args.jobs, args.smoothing, args.max_missing)
+    rows = prepare(args.clips, args.out, holdout, args.resolution, args.jobs, args.smoothing, args.max_missing,
+                   args.max_frames)
     return 0 if any(r["frames"] for r in rows) else 1
 
 

@@ -30,13 +30,17 @@ Each browser tab keeps its own session (photo, speech, base track, controls, poi
 point) in a ``gr.State``; see :mod:`pipeline.app_logic`.
 """
 
+import contextlib
 import dataclasses
 import functools
+import inspect
 import os
 import random
 import tempfile
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional, TypeVar
 
 import gradio as gr
 import torch
@@ -67,8 +71,10 @@ except ImportError:
 
 ROOT = Path(__file__).parent
 EXAMPLES = [[str(ROOT / "examples" / "astronaut.png"), str(ROOT / "examples" / "speech.wav")]]
-#: Renderers the app can offer (shown only when usable); the diffusion renderer joins when it exists.
+#: The renderers' names in the page -> the pipeline's (the diffusion one only when the checkpoint has it).
 WARP = "Fast warp"
+DIFFUSION = "Diffusion (lower face repainted; slow without a GPU)"
+RENDERER_NAMES = {WARP: "warp", DIFFUSION: "diffusion"}
 #: Generate and render requests run this many at a time (each uses the model or all CPU cores).
 PIPELINE_CONCURRENCY = int(os.environ.get("TALKING_FACE_CONCURRENCY", 1))
 #: Generated files (previews, tracks, videos) are deleted this many seconds after they were made.
@@ -89,7 +95,18 @@ def _gpu(duration: Callable[..., int]) -> Callable[[Callable], Callable]:
 
 
 def _user_errors(fn: Callable) -> Callable:
-    """Show problems with the user's input as a readable message in the page (no traceback)."""
+    """Show problems with the user's input as a readable message in the page (no traceback); works for plain
+    functions and generators."""
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def generator_wrapper(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except InputError as exc:
+                raise gr.Error(str(exc), print_exception=False) from None
+
+        return generator_wrapper
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -101,22 +118,50 @@ def _user_errors(fn: Callable) -> Callable:
     return wrapper
 
 
-def _output_file(prefix: str, suffix: str) -> Path:
-    """A new file for one request's output, inside Gradio's cache so ``delete_cache`` cleans it up."""
-    folder = Path(gr.utils.get_upload_folder()) / "talking-face"
-    folder.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=folder)
-    os.close(handle)
-    return Path(name)
+class _SnapshotSet(set):
+    """A set whose iteration walks a copy (``set.copy`` runs without releasing the GIL), so Gradio's cleanup
+    thread can walk it while requests add to it."""
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(set.copy(self))
+
+
+class OutputFiles:
+    """The files the app writes (tracks, previews, videos), for the whole server. ``paths`` joins the Blocks'
+    ``temp_file_sets``, so ``delete_cache`` and closing the app remove every output, also those of requests that
+    failed or were cancelled before Gradio saw them."""
+
+    def __init__(self) -> None:
+        self.paths: set[str] = _SnapshotSet()
+
+    def new(self, prefix: str, suffix: str) -> Path:
+        """A new empty file for one request's output, inside Gradio's cache."""
+        folder = Path(gr.utils.get_upload_folder()) / "talking-face"
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=folder)
+        os.close(handle)
+        self.paths.add(name)
+        return Path(name)
+
+
+T = TypeVar("T")
+
+
+def _holding(slots: threading.BoundedSemaphore, steps: Iterator[T]) -> Iterator[T]:
+    """``steps`` run while holding one of the pipeline's ``slots``, released when it ends or is closed (Gradio
+    closes a cancelled generator as soon as its current step returns), so a cancelled request cannot keep
+    working beside the next one."""
+    with slots:
+        try:
+            yield from steps
+        finally:
+            steps.close()
 
 
 def _renderers(pipe) -> list[str]:
-    """The renderers this host can run: the warp renderer always; a diffusion renderer once the pipeline has one
-    and a GPU is present."""
-    names = [WARP]
-    if getattr(pipe, "diffusion_renderer", None) is not None and torch.cuda.is_available():
-        names.append("Diffusion")
-    return names
+    """The renderers offered in the page: the warp renderer always (the default), the diffusion renderer when
+    the checkpoint has one."""
+    return [name for name, kind in RENDERER_NAMES.items() if kind in pipe.renderers]
 
 
 def _landmark_seconds(inputs, steps: int, *_: Any) -> int:
@@ -124,20 +169,24 @@ def _landmark_seconds(inputs, steps: int, *_: Any) -> int:
     return int(20 + len(inputs.audio) / 16000 * steps / 10)
 
 
-def _render_seconds(inputs, track, size: int, *_: Any) -> int:
-    return int(20 + inputs.num_frames * (size / 256) ** 2 / 50)
+def _render_seconds(inputs, track, size: int, full: bool, renderer: str, *_: Any) -> int:
+    """GPU time to ask Spaces for. Warp: about 50 frames per second at 512 px on a CPU core (bench/speed.py);
+    diffusion: budgeted at 10 frames per second (no GPU timing measured yet)."""
+    per_frame = (size / 256) ** 2 / 50 + (0.1 if renderer == "diffusion" else 0.0)
+    return int(20 + inputs.num_frames * per_frame)
 
 
 def _controls(intensity: float, smile: float, smoothing: float, blink_rate: float, head_motion: float) -> Controls:
     return Controls(float(intensity), float(smile), float(smoothing), float(blink_rate), float(head_motion))
 
 
-def _preview_outputs(session: EditSession, frame: int, progress: Optional[gr.Progress] = None) -> tuple:
+def _preview_outputs(outputs: OutputFiles, session: EditSession, frame: int,
+                     progress: Optional[gr.Progress] = None) -> tuple:
     """(track JSON file, preview mp4, plot, frame image) for the session's current track."""
-    track_path = session.track.save(_output_file("landmarks-", ".json"))
+    track_path = session.track.save(outputs.new("landmarks-", ".json"))
     report = None if progress is None else (lambda done, total: progress((done, total), desc="preview"))
     preview = write_preview(session.inputs.image, session.track, session.inputs.audio,
-                            _output_file("preview-", ".mp4"), session.view, progress=report)
+                            outputs.new("preview-", ".mp4"), session.view, progress=report)
     plot = plot_timeline(session.inputs.audio, session.track, frame)
     return str(track_path), str(preview), plot, frame_view(session, frame)
 
@@ -156,6 +205,8 @@ def _status(session: EditSession, note: str = "") -> str:
 def create_demo(pipe) -> gr.Blocks:
     """The app around a loaded :class:`~pipeline.TalkingFacePipeline` (loaded once, shared read-only)."""
     renderers = _renderers(pipe)
+    outputs = OutputFiles()
+    slots = threading.BoundedSemaphore(PIPELINE_CONCURRENCY)  # bounds the work even when Gradio lets go of a job
 
     @_gpu(_landmark_seconds)
     def sample_track(inputs, steps: int, guidance: float, seed: int) -> LandmarkTrack:
@@ -163,25 +214,28 @@ def create_demo(pipe) -> gr.Blocks:
         return pipe.generate_landmarks(inputs, int(steps), float(guidance), generator, head_motion=0.0)
 
     @_gpu(_render_seconds)
-    def render_video(inputs, track: LandmarkTrack, size: int, full: bool, path: str) -> str:
-        return pipe.render(inputs, track, size=int(size), full=bool(full), output_type="mp4", output_path=path)
+    def render_video(inputs, track: LandmarkTrack, size: int, full: bool, renderer: str,
+                     path: str) -> Iterator[tuple[int, int]]:
+        yield from pipe.render_chunks(inputs, track, path, size=int(size), full=bool(full), renderer=renderer,
+                                      generator=torch.Generator().manual_seed(0))
 
     @_user_errors
     def generate(photo, speech, seed, guidance, steps, intensity, smile, smoothing, blink_rate, head_motion,
                  progress=gr.Progress(track_tqdm=True)):
         if photo is None or speech is None:
             raise gr.Error("Add a portrait photo and a speech recording first.", print_exception=False)
-        progress(0, desc="reading the photo and the speech")
-        inputs = pipe.prepare(photo, speech)
-        if inputs.face.message:
-            gr.Info(inputs.face.message)
-        progress(0, desc="landmarks")
-        base = sample_track(inputs, int(steps), float(guidance), int(seed or 0))
-        controls = _controls(intensity, smile, smoothing, blink_rate, head_motion)
-        session = new_session(inputs, base, controls, seed=int(base.info.get("seed", seed or 0)))
-        frame = 0
-        outputs = _preview_outputs(session, frame, progress)
-        return (session, *outputs, frame_slider_update(session, frame), _status(session, "Landmarks ready:"))
+        with slots:
+            progress(0, desc="reading the photo and the speech")
+            inputs = pipe.prepare(photo, speech)
+            if inputs.face.message:
+                gr.Info(inputs.face.message)
+            progress(0, desc="landmarks")
+            base = sample_track(inputs, int(steps), float(guidance), int(seed or 0))
+            controls = _controls(intensity, smile, smoothing, blink_rate, head_motion)
+            session = new_session(inputs, base, controls, seed=int(base.info.get("seed", seed or 0)))
+            frame = 0
+            views = _preview_outputs(outputs, session, frame, progress)
+        return (session, *views, frame_slider_update(session, frame), _status(session, "Landmarks ready:"))
 
     def _require(session: Optional[EditSession]) -> EditSession:
         if session is None:
@@ -198,29 +252,31 @@ def create_demo(pipe) -> gr.Blocks:
         if changed is session:
             return (session,) + (gr.skip(),) * 5
         frame = _clamp(changed, frame)
-        return (changed, *_preview_outputs(changed, frame), _status(changed, "Controls applied:"))
+        return (changed, *_preview_outputs(outputs, changed, frame), _status(changed, "Controls applied:"))
 
     @_user_errors
     def load_track(session, track_file, photo, speech, frame, progress=gr.Progress(track_tqdm=True)):
         if track_file is None:
             return (session,) + (gr.skip(),) * 6
         track = LandmarkTrack.load(track_file)
-        if photo is not None and speech is not None:
-            progress(0, desc="reading the photo and the speech")
-            inputs = pipe.prepare(photo, speech)
-        elif session is not None:
-            inputs = session.inputs
-        else:
+        if (photo is None or speech is None) and session is None:
             raise gr.Error("Add the portrait and the speech the track is for, then upload it again.",
                            print_exception=False)
-        fitted = LandmarkTrack(pipe.fit_track(track, inputs), inputs.fps, inputs.image_size, inputs.face.landmarks,
-                               {**track.info, "uploaded": True})
-        if session is None:
-            session = new_session(inputs, fitted, NEUTRAL_CONTROLS, seed=0)
-        else:
-            session = with_base(session, fitted, NEUTRAL_CONTROLS, inputs)
-        frame = _clamp(session, frame)
-        return (session, *_preview_outputs(session, frame, progress), frame_slider_update(session, frame),
+        with slots:
+            if photo is not None and speech is not None:
+                progress(0, desc="reading the photo and the speech")
+                inputs = pipe.prepare(photo, speech)
+            else:
+                inputs = session.inputs
+            fitted = LandmarkTrack(pipe.fit_track(track, inputs), inputs.fps, inputs.image_size,
+                                   inputs.face.landmarks, {**track.info, "uploaded": True})
+            if session is None:
+                session = new_session(inputs, fitted, NEUTRAL_CONTROLS, seed=0)
+            else:
+                session = with_base(session, fitted, NEUTRAL_CONTROLS, inputs)
+            frame = _clamp(session, frame)
+            views = _preview_outputs(outputs, session, frame, progress)
+        return (session, *views, frame_slider_update(session, frame),
                 _status(session, "Track loaded (undo restores the previous one):"))
 
     def show_frame(session, frame):
@@ -235,7 +291,7 @@ def create_demo(pipe) -> gr.Blocks:
         changed, message = click(session, frame, evt.index[:2], int(radius))
         if changed.track is session.track:  # only the selection changed
             return changed, gr.skip(), gr.skip(), gr.skip(), frame_view(changed, frame), message
-        return (changed, *_preview_outputs(changed, frame), _status(changed, message))
+        return (changed, *_preview_outputs(outputs, changed, frame), _status(changed, message))
 
     def _restore(session: EditSession, changed: EditSession, frame, note: str):
         sliders = [gr.Slider(value=v) for v in (changed.controls.intensity, changed.controls.smile,
@@ -245,7 +301,7 @@ def create_demo(pipe) -> gr.Blocks:
             return (session, *(gr.skip(),) * 5, "Nothing to undo." if note == "undo" else "Nothing to reset.",
                     *sliders)
         frame = _clamp(changed, frame)
-        return (changed, *_preview_outputs(changed, frame), frame_slider_update(changed, frame),
+        return (changed, *_preview_outputs(outputs, changed, frame), frame_slider_update(changed, frame),
                 _status(changed, "Undone:" if note == "undo" else "Reset:"), *sliders)
 
     def on_undo(session, frame):
@@ -267,10 +323,15 @@ def create_demo(pipe) -> gr.Blocks:
                            print_exception=False)
         progress(0, desc="reading the photo, the speech and the track")
         track = LandmarkTrack.load(track_file)
-        inputs = pipe.prepare(photo, speech)
-        progress(0, desc="render")
-        path = render_video(inputs, track, int(size), bool(full), str(_output_file("talking-face-", ".mp4")))
-        return path, f"Rendered {inputs.num_frames} frames ({len(inputs.audio) / 16000:.1f} s)."
+        path = outputs.new("talking-face-", ".mp4")
+        with slots:
+            inputs = pipe.prepare(photo, speech)
+        steps = render_video(inputs, track, int(size), bool(full), RENDERER_NAMES[renderer], str(path))
+        with contextlib.closing(_holding(slots, steps)) as chunks:  # a cancel stops this between two chunks
+            for done, total in chunks:
+                progress((done, total), desc="render")
+                yield gr.skip(), f"Rendering: {done} of {total} frames…"
+        yield str(path), f"Rendered {inputs.num_frames} frames ({len(inputs.audio) / 16000:.1f} s)."
 
     with gr.Blocks(title="Talking face", delete_cache=(CACHE_SECONDS, CACHE_SECONDS)) as demo:
         session = gr.State(None, time_to_live=CACHE_SECONDS)
@@ -318,9 +379,11 @@ def create_demo(pipe) -> gr.Blocks:
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=320):
                 gr.Markdown("### Render")
-                track_file = gr.File(label="Landmark track (JSON, to download)", interactive=False, elem_id="track")
+                # type="binary": the handlers read the JSON bytes (a "filepath" input leaves an empty temp file)
+                track_file = gr.File(label="Landmark track (JSON, to download)", interactive=False, elem_id="track",
+                                     type="binary")
                 upload_track = gr.UploadButton("Upload an edited track (JSON)", file_types=[".json"],
-                                               elem_id="upload-track", size="sm")
+                                               elem_id="upload-track", size="sm", type="binary")
                 with gr.Row():
                     renderer = gr.Radio(renderers, value=renderers[0], label="Renderer")
                     size = gr.Radio([256, 512], value=256, label="Size (pixels)")
@@ -361,6 +424,7 @@ def create_demo(pipe) -> gr.Blocks:
                              "current track to it).", component, status, queue=False, api_visibility="private")
         render_btn.click(render, [photo, speech, track_file, renderer, size, full], [video, render_status],
                          api_name="render", concurrency_id="pipeline", concurrency_limit=PIPELINE_CONCURRENCY)
+    demo.temp_file_sets.append(outputs.paths)
     return demo
 
 

@@ -126,7 +126,7 @@ class FaceAnalyzer:
                 torch.hub.set_dir(previous)
 
     def detect(self, image: ImageInput | np.ndarray, upsample: Optional[int] = None) -> FaceDetection:
-        """Detect the highest-scoring face and its landmarks; raise :class:`NoFaceError` if none is usable."""
+        """Detect the largest face and its landmarks; raise :class:`NoFaceError` if none is usable."""
         rgb = load_image(image)
         h, w = rgb.shape[:2]
         scale = min(1.0, DETECT_MAX_SIDE / max(h, w))
@@ -142,8 +142,10 @@ class FaceAnalyzer:
             raise NoFaceError(
                 "No face was found in the photo. Use a photo with one clearly visible, roughly frontal face."
             )
-        order = [i for i in np.argsort(scores)[::-1] if i == np.argmax(scores) or scores[i] >= OTHER_FACE_SCORE]
-        best = boxes[int(order[0])]
+        # faces the detector is reasonably sure of (always at least its best one); the largest of them is used
+        faces = [i for i in range(len(boxes)) if i == int(np.argmax(scores)) or scores[i] >= OTHER_FACE_SCORE]
+        chosen = max(faces, key=lambda i: (boxes[i].area(), scores[i]))
+        best = boxes[chosen]
         box = tuple(int(round(v / scale)) for v in (best.left(), best.top(), best.right(), best.bottom()))
         face_w = box[2] - box[0]
         if face_w < MIN_FACE_SIZE:
@@ -156,17 +158,17 @@ class FaceAnalyzer:
         else:
             landmarks = self._dlib_landmarks(small, best) / scale
         message = ""
-        if len(order) > 1:
+        if len(faces) > 1:
             message = (
-                f"Found {len(order)} faces; using the most confident one, at x={box[0]}..{box[2]}, "
+                f"Found {len(faces)} faces; using the largest one, at x={box[0]}..{box[2]}, "
                 f"y={box[1]}..{box[3]}."
             )
             logger.info(message)
         return FaceDetection(
             landmarks=landmarks.astype(np.float32),
             box=box,  # type: ignore[arg-type]
-            score=float(scores[int(order[0])]),
-            num_faces=len(order),
+            score=float(scores[chosen]),
+            num_faces=len(faces),
             message=message,
         )
 

@@ -23,6 +23,7 @@ from pipeline.edits import move_point
 from pipeline.face import FaceDetection
 from pipeline.landmarks import LandmarkTrack
 from pipeline.regions import JAW, LOWER_FACE, NOSE
+from pipeline.video import iter_video_frames
 from tests.conftest import speechlike
 
 SECONDS = 2.0
@@ -71,11 +72,14 @@ def running_app(folder: Path) -> Iterator[str]:
     from pipeline import LandmarkDenoiser, TalkingFacePipeline
     from pipeline.loading import load_pipeline
 
+    from tests.test_face_renderer import tiny_model
+
     torch.manual_seed(0)
+    schedule = {"num_train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2", "prediction_type": "sample",
+                "clip_sample": False}
     tiny = TalkingFacePipeline(
         landmark_denoiser=LandmarkDenoiser(window=16, audio_dim=320, d_model=32, num_layers=1, num_heads=2),
-        scheduler=DDIMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2",
-                                prediction_type="sample", clip_sample=False),
+        scheduler=DDIMScheduler(**schedule), face_renderer=tiny_model(), renderer_scheduler=DDIMScheduler(**schedule),
     )
     tiny.save_pretrained(folder / "checkpoint")
     threads = torch.get_num_threads()
@@ -294,6 +298,23 @@ def test_edit_then_render(client, media, tmp_path):
     frames, seconds = imageio_ffmpeg.count_frames_and_secs(_video_path(video))
     assert frames == FRAMES and seconds == pytest.approx(SECONDS, abs=0.05)
     assert f"{FRAMES} frames" in message
+
+
+def test_diffusion_renderer_is_offered_and_renders(client, media, tmp_path):
+    """The checkpoint has a face renderer, so the page offers the diffusion renderer next to the warp one."""
+    from gradio_client import handle_file
+
+    import app
+
+    assert app.DIFFUSION in client.view_api(print_info=False, return_format="str")
+    track_json, *_ = _landmarks(client, media)
+    args = (handle_file(str(media / "photo.png")), handle_file(str(media / "speech.wav")), handle_file(track_json))
+    video, message = client.predict(*args, app.DIFFUSION, 256, False, api_name="/render")
+    warp_video, _ = client.predict(*args, app.WARP, 256, False, api_name="/render")
+    frames, seconds = imageio_ffmpeg.count_frames_and_secs(_video_path(video))
+    assert frames == FRAMES and f"{FRAMES} frames" in message
+    read = [np.stack(list(iter_video_frames(_video_path(v)))) for v in (video, warp_video)]
+    assert read[0].shape == read[1].shape and not np.array_equal(read[0], read[1])
 
 
 def _error_message(call) -> str:

@@ -520,7 +520,8 @@ RENDER_FRAMES = 500  # 20 s at 25 fps, rendered at 512 px: 3 to 6 s of one core
 def cancelled_render(served, photos, astronaut_landmarks) -> Cancelled:
     """Start a 20-second render of a talking track, queue a second render behind it (the pipeline runs one
     request at a time), cancel the queued one and then, 0.5 s into its render, the running one, and send a small
-    render at once; measure what the server does (the pipeline's ``render`` is wrapped to time it)."""
+    render at once; measure what the server does (the pipeline's ``render_chunks`` is wrapped to time it: from
+    its first step until it ends or is closed)."""
     from gradio_client.utils import Status
 
     frames = np.repeat(astronaut_landmarks[None], RENDER_FRAMES, axis=0).astype(np.float64)
@@ -529,18 +530,18 @@ def cancelled_render(served, photos, astronaut_landmarks) -> Cancelled:
     outputs = served.cache / "talking-face"
     before = served.files(outputs) if outputs.exists() else set()
     log: list[tuple[str, float]] = []
-    render = served.pipe.render
+    render_chunks = served.pipe.render_chunks
 
     def timed_render(*args, **kwargs):
         log.append(("start", time.monotonic()))
         try:
-            return render(*args, **kwargs)
+            yield from render_chunks(*args, **kwargs)
         finally:
             log.append(("end", time.monotonic()))
 
     process = psutil.Process()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(served.pipe, "render", timed_render)
+        mp.setattr(served.pipe, "render_chunks", timed_render)
         running = served.client("running").submit(*_render_args(photos, "long.wav", track_path, size=512),
                                                    api_name="/render")
         deadline = time.monotonic() + 60
@@ -595,28 +596,21 @@ def test_cancelled_jobs_leave_the_server_clean(cancelled_render):
         assert cancelled_render.frames_written in (0, RENDER_FRAMES)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Gradio 6 cannot stop a running non-generator function: /cancel cancels the asyncio task and the client stops "
-    "listening, but the worker thread renders to the end. app.py's render would have to check for cancellation "
-    "between chunks (e.g. be a generator yielding progress) for this to pass."))
 def test_cancel_stops_a_running_render_promptly(cancelled_render):
+    """Gradio cannot stop a running plain function (its worker thread goes on), so /render is a generator that
+    yields after each chunk; Gradio closes it on /cancel, which stops the render and deletes the partial mp4."""
     assert cancelled_render.render_after_cancel_s < 2 and cancelled_render.frames_written < RENDER_FRAMES
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Gradio 6 releases the 'pipeline' concurrency slot when a running job is cancelled although its worker "
-    "thread goes on, so the next request runs beside it: concurrency_limit=PIPELINE_CONCURRENCY does not bound the "
-    "work (and two face detections at once can crash dlib, see test_pipeline_survives_concurrent_face_detection). "
-    "app.py should also hold a threading.BoundedSemaphore(PIPELINE_CONCURRENCY) inside generate/render/load_track."))
 def test_cancel_keeps_the_pipeline_concurrency_limit(cancelled_render):
+    """Gradio frees the 'pipeline' concurrency slot as soon as a running job is cancelled, before its current chunk
+    ends; app.py's own semaphore keeps the next request waiting until the cancelled render has let go."""
     assert not cancelled_render.overlapped
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "app.py _output_file() creates each output (mkstemp in the cache) before the work; a cancelled or failed "
-    "request never returns it, so Gradio never tracks it and neither delete_cache nor closing the app removes it. "
-    "app.py should add the path to a set in demo.temp_file_sets when it creates it (or unlink it on failure)."))
 def test_cancelled_render_leaves_no_orphan_output(cancelled_render):
+    """Every output file is tracked for delete_cache from its creation (app.OutputFiles), and a stopped render
+    deletes its partial mp4."""
     assert not cancelled_render.orphans
 
 
@@ -635,12 +629,9 @@ def _empty_untracked(served: Served, cancelled: Cancelled) -> set[Path]:
     return {p for p in _untracked(served, cancelled) if p.stat().st_size == 0}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Gradio 6.31 gr.File / gr.UploadButton(type='filepath') preprocess opens an empty NamedTemporaryFile(delete="
-    "False) in the cache for every input file and never uses, tracks or deletes it: each /render (track_file) and "
-    "/load_track leaves an empty tmpXXXXXXXX in the cache forever. app.py can avoid it with type='binary' on "
-    "track_file and upload_track (LandmarkTrack.load reads bytes)."))
 def test_every_file_in_the_cache_is_tracked(served, photos, cancelled_render):
+    """Gradio 6's gr.File / gr.UploadButton(type='filepath') leave an empty, untracked temp file in the cache for
+    every input file; the app's track inputs are type='binary', which do not."""
     _render(served.client("tracked"), photos / "astronaut.png", photos / "speech0.wav", served.root / "talk.json")
     assert not _empty_untracked(served, cancelled_render)
 
@@ -648,9 +639,8 @@ def test_every_file_in_the_cache_is_tracked(served, photos, cancelled_render):
 def test_nothing_is_left_after_close(served, photos, cancelled_render):
     """The app's outputs are tracked by Gradio, so delete_cache removes them CACHE_SECONDS after they were made
     and closing the app removes them all: afterwards the cache holds no file (empty folders stay) except Gradio's
-    cached examples, the files of the two xfails above and Gradio's own leaked temp files (tmpXXXXXXXX: the empty
-    gr.File ones, and the bytes of an upload Gradio refused for its name, e.g. ".."), and the temp folder holds
-    none."""
+    cached examples and Gradio's own leaked temp files (tmpXXXXXXXX: the bytes of an upload Gradio refused for its
+    name, e.g. ".."), and the temp folder holds none."""
     import app as app_module
 
     assert served.demo.delete_cache == (app_module.CACHE_SECONDS, app_module.CACHE_SECONDS)

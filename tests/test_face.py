@@ -28,6 +28,22 @@ def test_several_faces_uses_one_and_says_so(analyzer, astronaut):
     assert det.landmarks.shape == (68, 2)
 
 
+@pytest.mark.parametrize("big_on_left", [True, False])
+def test_several_faces_uses_the_largest(analyzer, astronaut, astronaut_landmarks, big_on_left):
+    """A face twice the size of another is used even where the detector is surer of the small one (big on the
+    right: dlib scores the small face 1.45, the big one 0.82)."""
+    crop = astronaut[:256, 96:352]
+    big = np.asarray(Image.fromarray(crop).resize((512, 512), Image.LANCZOS))
+    canvas = np.full((512, 768, 3), 255, np.uint8)
+    big_x, small_x = (0, 512) if big_on_left else (256, 0)
+    canvas[:, big_x : big_x + 512] = big
+    canvas[128:384, small_x : small_x + 256] = crop
+    det = analyzer.detect(canvas)
+    assert det.num_faces == 2 and "largest" in det.message
+    expected = (astronaut_landmarks - [96, 0]) * 2 + [big_x, 0]
+    assert np.linalg.norm(det.landmarks - expected, axis=1).mean() < 0.05 * inter_ocular(expected)
+
+
 def test_tiny_face_is_refused(analyzer, astronaut):
     small = np.asarray(Image.fromarray(astronaut).resize((200, 200), Image.LANCZOS))
     with pytest.raises(NoFaceError, match="too small"):

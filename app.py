@@ -10,7 +10,7 @@ API endpoints (``gradio_client``; files with ``handle_file``)::
     client = Client("http://127.0.0.1:7860/")
     track_json, preview_mp4, plot_png, frame_png, frame, status = client.predict(
         handle_file("photo.jpg"), handle_file("speech.wav"),
-        0, 2.0, 10,                    # seed, guidance, sampling steps
+        0, 2.0, 6,                     # seed, guidance, sampling steps
         1.0, 0.0, 0.0, 0.0, 1.0,       # intensity, smile, smoothing, extra blinks/min, head motion
         api_name="/landmarks")
     video = client.predict(handle_file("photo.jpg"), handle_file("speech.wav"), handle_file(track_json),
@@ -60,6 +60,7 @@ from pipeline.app_logic import (
     write_preview,
 )
 from pipeline.audio import MAX_AUDIO_SECONDS
+from pipeline.defaults import DEFAULT_STEPS
 from pipeline.errors import InputError
 from pipeline.landmarks import LandmarkTrack
 from pipeline.loading import load_pipeline
@@ -73,7 +74,7 @@ ROOT = Path(__file__).parent
 EXAMPLES = [[str(ROOT / "examples" / "astronaut.png"), str(ROOT / "examples" / "speech.wav")]]
 #: The renderers' names in the page -> the pipeline's (the diffusion one only when the checkpoint has it).
 WARP = "Fast warp"
-DIFFUSION = "Diffusion (lower face repainted; slow without a GPU)"
+DIFFUSION = "Diffusion (mouth repainted; slow without a GPU)"
 RENDERER_NAMES = {WARP: "warp", DIFFUSION: "diffusion"}
 #: Generate and render requests run this many at a time (each uses the model or all CPU cores).
 PIPELINE_CONCURRENCY = int(os.environ.get("TALKING_FACE_CONCURRENCY", 1))
@@ -170,8 +171,8 @@ def _landmark_seconds(inputs, steps: int, *_: Any) -> int:
 
 
 def _render_seconds(inputs, track, size: int, full: bool, renderer: str, *_: Any) -> int:
-    """GPU time to ask Spaces for. Warp: about 50 frames per second at 512 px on a CPU core (bench/speed.py);
-    diffusion: budgeted at 10 frames per second (no GPU timing measured yet)."""
+    """GPU time to ask Spaces for, generously: warp at 50 frames a second at 256² and a quarter of that at 512²
+    (bench/speed.py measures 75-150 on a CPU core); diffusion 10 frames a second more (no GPU timing measured)."""
     per_frame = (size / 256) ** 2 / 50 + (0.1 if renderer == "diffusion" else 0.0)
     return int(20 + inputs.num_frames * per_frame)
 
@@ -350,7 +351,7 @@ def create_demo(pipe) -> gr.Blocks:
                 with gr.Accordion("Sampling", open=False):
                     guidance = gr.Slider(0.0, 6.0, 2.0, step=0.1, label="Guidance",
                                          info="How closely the mouth follows the speech (regenerates)")
-                    steps = gr.Slider(2, 50, 10, step=1, label="Sampling steps", info="More is slower")
+                    steps = gr.Slider(2, 50, DEFAULT_STEPS, step=1, label="Sampling steps", info="More is slower")
                 generate_btn = gr.Button("Generate landmarks", variant="primary", elem_id="generate")
             with gr.Column(scale=3, min_width=400):
                 preview = gr.Video(label="Landmark preview (with the speech)", height=440, elem_id="preview",

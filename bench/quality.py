@@ -57,6 +57,7 @@ if str(REPO) not in sys.path:
 
 from pipeline.audio import SAMPLE_RATE, load_audio, num_video_frames  # noqa: E402
 from pipeline.canonical import from_canonical, to_canonical  # noqa: E402
+from pipeline.defaults import DEFAULT_STEPS  # noqa: E402
 from pipeline.errors import AudioError, InputError, NoFaceError  # noqa: E402
 from pipeline.landmarks import LandmarkTrack  # noqa: E402
 from pipeline.regions import MOUTH  # noqa: E402
@@ -716,7 +717,7 @@ def evaluate_clip(ctx: Context, clip: Clip) -> tuple[dict[str, dict], dict[str, 
             apertures[method] = mouth_aperture(to_canonical(tracks[track_of[method]])[0])
         if found is not None:
             apertures[f"{method} (video)"] = mouth_aperture(to_canonical(found)[0])
-    if 0 < diffusion_frames < T and "model+warp" in videos:  # the warp on the diffusion row's frames, to compare
+    if 0 < diffusion_frames <= T and "model+warp" in videos:  # the warp on the diffusion row's frames, to compare
         found, missed = found_on["model+warp"]
         results[SAME_FRAMES] = score_video(ctx, clip, real, tracks["model"], videos["model+warp"], recon["model+warp"],
                                            found, missed, diffusion_frames, False)
@@ -894,7 +895,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--syncnet", type=Path, help="syncnet_v2.model weights for LSE-D / LSE-C (not downloaded)")
     parser.add_argument("--out", type=Path, default=REPO / "results" / "quality")
     parser.add_argument("--size", type=int, default=256, help="side of the rendered face crops")
-    parser.add_argument("--steps", type=int, default=10, help="DDIM steps of the landmark model")
+    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="DDIM steps of the landmark model")
     parser.add_argument("--guidance", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--head-motion", type=float, default=1.0, help="the pipeline's head sway (canonical metrics "

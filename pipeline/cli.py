@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .errors import InputError
+from .defaults import DEFAULT_STEPS
 
 logger = logging.getLogger("pipeline")
 
@@ -39,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     model_options = argparse.ArgumentParser(add_help=False)
     model_options.add_argument("--checkpoint", help="folder or Hub repo id of the pipeline (default: checkpoints/)")
     model_options.add_argument("--seed", type=int, default=0, help="another seed gives another natural variation")
-    model_options.add_argument("--steps", type=int, default=10, help="denoising steps of the landmark model")
+    model_options.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="denoising steps of the landmark model")
     model_options.add_argument("--guidance", type=float, default=2.0, help="audio guidance scale")
     model_options.add_argument("--head-motion", type=float, default=1.0, help="amount of natural head sway")
     model_options.add_argument("--blink-rate", type=float, help="add blinks at this rate per minute")

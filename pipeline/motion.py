@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from diffusers.utils.torch_utils import randn_tensor
 
+from .defaults import DEFAULT_STEPS
 from .regions import LOWER_FACE, NUM_POINTS
 
 if TYPE_CHECKING:
@@ -79,7 +80,7 @@ def generate_motion(
     scheduler: SchedulerMixin,
     audio_features: np.ndarray | torch.Tensor,
     neutral: np.ndarray | torch.Tensor,
-    num_inference_steps: int = 10,
+    num_inference_steps: int = DEFAULT_STEPS,
     guidance_scale: float = 2.0,
     generator: torch.Generator | None = None,
     window: int | None = None,

@@ -5,7 +5,7 @@ The stages are public methods so that a UI can stop between them (show and edit 
 1. :meth:`TalkingFacePipeline.prepare` — the photo's face and 68 landmarks, the speech at 16 kHz, its features;
 2. :meth:`TalkingFacePipeline.generate_landmarks` — the landmark diffusion model turns speech into a track;
 3. :meth:`TalkingFacePipeline.render` — a renderer turns photo + track into frames or an mp4: the warp renderer
-   (fast, everywhere) or, when the checkpoint has one, the diffusion renderer (the warp frames with the lower face
+   (fast, everywhere) or, when the checkpoint has one, the diffusion renderer (the warp frames with the mouth
    repainted by a landmark-conditioned diffusion model; see :mod:`pipeline.render.diffusion`).
    :meth:`TalkingFacePipeline.render_chunks` writes the mp4 step by step, so a caller can stop it between chunks.
 """
@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from .audio import AudioInput, load_audio, make_audio_features, num_video_frames
 from .canonical import from_canonical, to_canonical
+from .defaults import DEFAULT_STEPS
 from .edits import add_blinks, add_head_motion
 from .errors import InputError
 from .face import FaceAnalyzer, FaceDetection
@@ -182,7 +183,7 @@ class TalkingFacePipeline(DiffusionPipeline):
     def generate_landmarks(
         self,
         inputs: TalkingFaceInputs,
-        num_inference_steps: int = 10,
+        num_inference_steps: int = DEFAULT_STEPS,
         guidance_scale: float = 2.0,
         generator: Optional[torch.Generator] = None,
         head_motion: float = 1.0,
@@ -318,7 +319,7 @@ class TalkingFacePipeline(DiffusionPipeline):
         audio: AudioInput | np.ndarray,
         size: int = 256,
         full: bool = False,
-        num_inference_steps: int = 10,
+        num_inference_steps: int = DEFAULT_STEPS,
         guidance_scale: float = 2.0,
         generator: Optional[torch.Generator] = None,
         landmarks: Optional[LandmarkTrack] = None,

@@ -38,6 +38,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.audio import SAMPLE_RATE, make_audio_features  # noqa: E402
+from pipeline.defaults import DEFAULT_STEPS  # noqa: E402
 from pipeline.regions import JAW, LOWER_FACE  # noqa: E402
 from training.data.format import Example, find_examples  # noqa: E402
 from training.metrics import landmark_jitter, mouth_aperture, score  # noqa: E402
@@ -254,7 +255,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--fit-data", type=Path, help="training examples to fit the energy baseline's gain on")
     parser.add_argument("--energy-gain", type=float, help="use this gain instead of fitting it")
     parser.add_argument("--model", type=Path, help="a saved LandmarkDenoiser folder")
-    parser.add_argument("--steps", type=int, default=10, help="DDIM steps")
+    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="DDIM steps (the pipeline's default)")
     parser.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance scale")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--audio-features",

@@ -18,6 +18,7 @@ from training.data.format import Example, find_examples
 from training.data.visemes import inner_gap
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+needs_festival = pytest.mark.skipif(shutil.which("festival") is None, reason="festival is not installed")
 
 #: The 39 phones of the CMU pronouncing dictionary (stress digits stripped).
 CMU_PHONES = ("AA AE AH AO AW AY B CH D DH EH ER EY F G HH IH IY JH K L M N NG OW OY P R S SH T TH UH UW V W "
@@ -114,6 +115,48 @@ def test_prepare_espeak_writes_loadable_deterministic_examples(tmp_path):
     third = tmp_path / "c"
     prepare_espeak.main(["--out", str(third), "--num", "1", "--seed", "1", "--workers", "1"])
     assert not np.array_equal(Example.load(third / "espeak-00000.npz").canonical, Example.load(paths[0]).canonical)
+
+
+def test_festival_radio_phones_map_to_visemes():
+    from training.data.festival import merge_pauses, symbol
+    from training.data.prepare_speech import PAUSE
+
+    assert symbol("ax", 0.2) == "@" and symbol("ah", 0.2) == "V" and symbol("m", 0.05) == "m"
+    assert symbol("pau", 0.3) == PAUSE and symbol("hh", 0.05) == "h" and symbol("er", 0.1) == "3:"
+    assert merge_pauses([(0, 1, PAUSE), (1, 2, PAUSE), (2, 3, "m")]) == [(0, 2, PAUSE), (2, 3, "m")]
+
+
+@needs_festival
+def test_festival_speech_lines_up_with_its_phones():
+    from training.data import festival
+
+    voices = festival.installed_voices()
+    assert voices, "festival without any of its English voices"
+    for voice in voices:
+        utt = festival.synthesize("Maps and apples, please.", voice)
+        starts = np.array([s for s, _, _ in utt.phonemes])
+        assert (np.diff(starts) > 0).all() and abs(utt.phonemes[-1][1] - utt.duration) < 0.05
+        assert {"m", "p"} <= {p for _, _, p in utt.phonemes}
+        loud = [np.sqrt(np.mean(utt.samples[int(s * utt.sample_rate): int(e * utt.sample_rate)] ** 2))
+                for s, e, p in utt.phonemes if p in ("a", "{", "i:")]
+        assert loud and min(loud) > 0.01  # the vowels are where Festival says
+    with pytest.raises(RuntimeError, match="festival failed"):
+        festival.synthesize("hello", "no_such_voice")
+
+
+@needs_festival
+def test_prepare_festival_writes_deterministic_examples(tmp_path):
+    from training.data import prepare_festival
+
+    assert prepare_festival.main(["--out", str(tmp_path / "a"), "--num", "3", "--seed", "0", "--workers", "2"]) == 0
+    assert prepare_festival.main(["--out", str(tmp_path / "b"), "--num", "3", "--seed", "0", "--workers", "1"]) == 0
+    paths = find_examples(tmp_path / "a")
+    assert [p.name for p in paths] == [f"festival-{i:05d}.npz" for i in range(3)]
+    for path in paths:
+        ex = Example.load(path)
+        assert ex.source == "festival" and len(ex.canonical) == num_video_frames(len(ex.audio), ex.fps)
+        assert np.ptp(inner_gap(ex.canonical)) > 0.05 and mouth_energy_correlation(ex) > 0.2
+        np.testing.assert_array_equal(ex.canonical, Example.load(tmp_path / "b" / path.name).canonical)
 
 
 @needs_espeak

@@ -430,14 +430,26 @@ def make_example(index: int, seed: int, fps: float = 25.0, foreign_share: float 
         rate = int(rng.integers(RATE_RANGE[0], RATE_RANGE[1] + 1))
         pitch = int(rng.integers(PITCH_RANGE[0], PITCH_RANGE[1] + 1))
         utt = synthesize_clean(text, voice, rate, pitch)
-        spoken = [p for p in utt.phonemes if not p[2].startswith("_")]
-        speech_s = (spoken[-1][1] - spoken[0][0]) if spoken else 0.0
+        speech_s = speech_seconds(utt.phonemes)
         if MIN_SPEECH_S <= speech_s <= MAX_SPEECH_S:
             break
         length = max(0.0, length - 0.25) if speech_s > MAX_SPEECH_S else min(1.5, length + 0.25)
-    # 16 kHz, and cut espeak's own trailing pause to a random short one
-    audio = signal.resample_poly(utt.samples.astype(np.float64), SAMPLE_RATE, utt.sample_rate)
-    phonemes = clean_phonemes(utt.phonemes)
+    return example_from_speech(utt.samples, utt.sample_rate, clean_phonemes(utt.phonemes), rng, fps, SOURCE,
+                               f"{index:05d}")
+
+
+def speech_seconds(phonemes: Sequence[tuple[float, float, str]]) -> float:
+    """From the first to the last sound (``_`` symbols are pauses)."""
+    spoken = [p for p in phonemes if not p[2].startswith("_")]
+    return (spoken[-1][1] - spoken[0][0]) if spoken else 0.0
+
+
+def example_from_speech(samples: np.ndarray, sample_rate: int, phonemes: Sequence[tuple[float, float, str]],
+                        rng: np.random.Generator, fps: float, source: str, name: str) -> Example:
+    """A synthetic utterance with known phonemes (symbols of :mod:`training.data.visemes`) -> an Example: 16 kHz,
+    the synthesiser's trailing pause cut to a random short one and a random lead added, degraded by
+    :func:`augment`; landmarks from the phonemes on a random face with natural upper-face motion."""
+    audio = signal.resample_poly(samples.astype(np.float64), SAMPLE_RATE, sample_rate)
     last_sound = max((e for s, e, p in phonemes if not p.startswith("_")), default=len(audio) / SAMPLE_RATE)
     tail = float(rng.uniform(0.05, 0.5))
     keep = int((last_sound + tail) * SAMPLE_RATE)
@@ -455,7 +467,7 @@ def make_example(index: int, seed: int, fps: float = 25.0, foreign_share: float 
     canonical = phonemes_to_motion(phonemes, num_frames, fps, neutral_canonical=neutral, intensity=intensity,
                                    seed=motion_seed)
     canonical = canonical + natural_upper_motion(num_frames, fps, rng, neutral)
-    return Example(audio, canonical, neutral, fps, SOURCE, f"{index:05d}")
+    return Example(audio, canonical, neutral, fps, source, name)
 
 
 def _init_worker() -> None:

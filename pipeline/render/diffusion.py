@@ -11,7 +11,8 @@
    DPM-Solver, ...), with the rest of the crop held at the warp frame at every step (DiffTalker's kept upper face);
 3. blends the refined crop back into the output-size warp frame with a feathered mask computed from the frame's
    landmarks in output pixels; the mask is exactly zero on and above the line through the nose tip, so the upper face
-   is the warp frame's, pixel for pixel.
+   is the warp frame's, pixel for pixel, and with ``mouth_margin`` it is also zero farther than that from the lips
+   (the pipeline's setting: only the mouth takes the refined pixels).
 
 Temporal state and chunking: the model also sees the previous output crop (with Gaussian noise of level
 ``previous_noise``, from a noise image drawn at ``prepare``, as in training; ``previous_noise=None`` never shows it

@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--retarget", choices=("auto", "always", "never"), default="auto",
         help="map the track's motion onto the photo's face (auto: unless the track was made for this photo)",
     )
-    render.add_argument("--head-motion", type=float, default=1.0, help="scale of the track's head motion when retargeting")
+    render.add_argument("--head-motion", type=float, default=1.0,
+                        help="scale of the track's head motion when retargeting")
     render.add_argument("--checkpoint", help="with --renderer diffusion: folder or Hub repo id of the pipeline "
                                              "(default: checkpoints/)")
     render.add_argument("--seed", type=int, default=0, help="with --renderer diffusion: seed of its noise")

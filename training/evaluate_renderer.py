@@ -99,7 +99,8 @@ class IdentityEmbedder:
         spec = importlib.util.find_spec("face_recognition_models")
         if spec is None or not spec.submodule_search_locations:
             raise RuntimeError("The package 'face_recognition_models' is not installed.")
-        path = Path(next(iter(spec.submodule_search_locations))) / "models" / "dlib_face_recognition_resnet_model_v1.dat"
+        folder = Path(next(iter(spec.submodule_search_locations)))
+        path = folder / "models" / "dlib_face_recognition_resnet_model_v1.dat"
         self._dlib = dlib
         self._model = dlib.face_recognition_model_v1(str(path))
 
@@ -188,6 +189,10 @@ def markdown(per_clip: dict, mean: dict, names: list[str], setup: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _float_or_none(text: str) -> float | None:
+    return None if text == "none" else float(text)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=REPO / "data/renderer/holdout", help="prepared held-out clips")
@@ -197,10 +202,10 @@ def main(argv=None) -> int:
     parser.add_argument("--num_inference_steps", type=int, default=DIFFUSION_SETTINGS["num_inference_steps"])
     parser.add_argument("--strength", type=float, nargs="+", default=[DIFFUSION_SETTINGS["strength"]],
                         help="one diffusion row per value")
-    parser.add_argument("--previous_noise", type=lambda v: None if v == "none" else float(v),
+    parser.add_argument("--previous_noise", type=_float_or_none,
                         default=DIFFUSION_SETTINGS["previous_noise"],
                         help="noise level of the previous frame shown to the model ('none': no previous frame)")
-    parser.add_argument("--mouth_margin", type=lambda v: None if v == "none" else float(v),
+    parser.add_argument("--mouth_margin", type=_float_or_none,
                         default=DIFFUSION_SETTINGS["mouth_margin"],
                         help="paste the refined pixels only this close to the lips (inter-ocular units; 'none': "
                              "the whole generated lower face)")
@@ -225,7 +230,8 @@ def main(argv=None) -> int:
     renderers: dict = {"warp": WarpRenderer(resolution)}
     for strength in args.strength:
         renderer = DiffusionRenderer.from_pretrained(
-            args.model, args.scheduler, device=args.device, size=resolution, num_inference_steps=args.num_inference_steps,
+            args.model, args.scheduler, device=args.device, size=resolution,
+            num_inference_steps=args.num_inference_steps,
             strength=strength, generator=torch.Generator().manual_seed(args.seed), previous_noise=args.previous_noise,
             mouth_margin=args.mouth_margin,
         )
@@ -247,8 +253,9 @@ def main(argv=None) -> int:
     mean = {name: {m: float(sum(wi * per_clip[c][name][m] for wi, c in zip(w, per_clip)))
                    for m in per_clip[clips[0].name][name]} for name in names + ["real"]}
     setup = (f"Crop mode at {resolution} px; diffusion: {args.model}, {args.num_inference_steps}-step schedule "
-             f"({DiffusionRenderer.__name__}, DDIM), previous frame noise {args.previous_noise}, mouth margin {args.mouth_margin}, seed {args.seed}, chunks of {args.chunk} frames, "
-             f"device {args.device}, {args.num_threads} threads. Flicker: minus the real video's.")
+             f"({DiffusionRenderer.__name__}, DDIM), previous frame noise {args.previous_noise}, mouth margin "
+             f"{args.mouth_margin}, seed {args.seed}, chunks of {args.chunk} frames, device {args.device}, "
+             f"{args.num_threads} threads. Flicker: minus the real video's.")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "metrics.json").write_text(json.dumps({"setup": setup, "clips": per_clip, "mean": mean}, indent=1))
     table = markdown(per_clip, mean, names, setup)

@@ -1,4 +1,4 @@
-"""Diffusion renderer: the warp renderer's frames with the lower face repainted by a landmark-conditioned diffusion model.
+"""Diffusion renderer: the warp renderer's frames, lower face repainted by a landmark-conditioned diffusion model.
 
 :class:`DiffusionRenderer` has the interface of :class:`~pipeline.render.warp.WarpRenderer` (``prepare``, ``render``,
 ``crop_landmarks``), so the pipeline can use either. For each frame it
@@ -16,11 +16,12 @@
 
 Temporal state and chunking: the model also sees the previous output crop (with Gaussian noise of level
 ``previous_noise``, from a noise image drawn at ``prepare``, as in training; ``previous_noise=None`` never shows it
-the previous frame), so frames are refined in order and the last refined crop is carried in the context (``ctx.previous``, with ``ctx.frames_rendered``). Successive ``render``
-calls on one context therefore continue one video: rendering frames ``[0, 64)`` then ``[64, 128)`` gives exactly the
-frames of one call on ``[0, 128)`` (same noise, same previous frame, frame-by-frame numerics), which is what
-:func:`pipeline.render.export.render_to_mp4` does. A context is one video stream: call :meth:`DiffusionRenderer.reset`
-(or ``prepare`` again) before rendering another track from the start; nothing else in the context changes.
+the previous frame), so frames are refined in order and the last refined crop is carried in the context
+(``ctx.previous``, with ``ctx.frames_rendered``). Successive ``render`` calls on one context therefore continue one
+video: rendering frames ``[0, 64)`` then ``[64, 128)`` gives exactly the frames of one call on ``[0, 128)`` (same
+noise, same previous frame, frame-by-frame numerics), which is what :func:`pipeline.render.export.render_to_mp4` does.
+A context is one video stream: call :meth:`DiffusionRenderer.reset` (or ``prepare`` again) before rendering another
+track from the start; nothing else in the context changes.
 """
 
 from __future__ import annotations

@@ -585,7 +585,7 @@ class Context:
     diffusion: Any = None
     syncnet: Any = None
     gain: float = DEFAULT_ENERGY_GAIN
-    steps: int = 10
+    steps: int = DEFAULT_STEPS
     guidance: float = 2.0
     seed: int = 0
     head_motion: float = 1.0

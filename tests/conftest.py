@@ -40,3 +40,39 @@ def speech_wav(tmp_path):
     path = tmp_path / "speech.wav"
     sf.write(path, speechlike(2.0), 16000)
     return path
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread: thread hand-offs cost more than they give (much more on a busy
+    machine). Modules opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def get_dummy_components() -> dict:
+    """A tiny landmark denoiser and its scheduler: the components of a fast test ``TalkingFacePipeline``."""
+    import torch
+    from diffusers import DDIMScheduler
+
+    from pipeline import LandmarkDenoiser
+
+    torch.manual_seed(0)
+    denoiser = LandmarkDenoiser(window=16, audio_dim=320, d_model=32, num_layers=1, num_heads=2)
+    scheduler = DDIMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2",
+                              prediction_type="sample", clip_sample=False)
+    return {"landmark_denoiser": denoiser, "scheduler": scheduler}
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    """A ``TalkingFacePipeline`` of :func:`get_dummy_components`, progress bars off."""
+    from pipeline import TalkingFacePipeline
+
+    pipe = TalkingFacePipeline(**get_dummy_components())
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

@@ -69,18 +69,15 @@ def running_app(folder: Path) -> Iterator[str]:
     localhost port; yields its URL and closes it afterwards."""
     from diffusers import DDIMScheduler
 
-    from pipeline import LandmarkDenoiser, TalkingFacePipeline
+    from pipeline import TalkingFacePipeline
     from pipeline.loading import load_pipeline
 
+    from tests.conftest import get_dummy_components
     from tests.test_face_renderer import tiny_model
 
-    torch.manual_seed(0)
-    schedule = {"num_train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2", "prediction_type": "sample",
-                "clip_sample": False}
-    tiny = TalkingFacePipeline(
-        landmark_denoiser=LandmarkDenoiser(window=16, audio_dim=320, d_model=32, num_layers=1, num_heads=2),
-        scheduler=DDIMScheduler(**schedule), face_renderer=tiny_model(), renderer_scheduler=DDIMScheduler(**schedule),
-    )
+    components = get_dummy_components()
+    tiny = TalkingFacePipeline(**components, face_renderer=tiny_model(),
+                               renderer_scheduler=DDIMScheduler.from_config(components["scheduler"].config))
     tiny.save_pretrained(folder / "checkpoint")
     threads = torch.get_num_threads()
     with pytest.MonkeyPatch.context() as mp:

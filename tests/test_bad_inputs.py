@@ -17,11 +17,10 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from pipeline import InputError, LandmarkTrack, TalkingFacePipeline
+from pipeline import InputError, LandmarkTrack
 from pipeline.cli import main
 from pipeline.video import Mp4Writer
 from tests.conftest import speechlike
-from tests.test_pipeline import get_dummy_components
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -131,13 +130,6 @@ def _huge_track(path: Path) -> Path:
     with path.open("w") as handle:  # a 70 MB file: refused by size before parsing
         handle.write('{"format": "talking-face-landmarks", "frames": [' + "0," * 35_000_000 + "0]}")
     return path
-
-
-@pytest.fixture(scope="module")
-def pipe() -> TalkingFacePipeline:
-    pipe = TalkingFacePipeline(**get_dummy_components())
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,8 @@ from pipeline.models.face_renderer import (
 from pipeline.render.diffusion import DiffusionRenderer
 from pipeline.render.warp import WarpRenderer
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 RESOLUTION = 32
 
 
@@ -45,15 +47,6 @@ def talking(reference: np.ndarray, count: int) -> np.ndarray:
     drop = np.linspace(0.0, 0.25, count) * np.linalg.norm(reference[45] - reference[36])
     frames[:, [55, 56, 57, 58, 59, 65, 66, 67] + list(range(5, 12)), 1] += drop[:, None]
     return frames
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors run fastest on one thread (and do not stall when other jobs hold the cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,8 @@ AUDIO_DIM = 8
 LIP = list(LOWER_FACE)
 NON_LIP = [i for i in range(NUM_POINTS) if i not in LOWER_FACE]
 #: Lower-lip and chin points that open with the synthetic "speech" feature.
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 OPENING = [5, 6, 7, 8, 9, 10, 11, 55, 56, 57, 58, 59, 65, 66, 67]
 
 
@@ -71,15 +73,6 @@ def synthetic_batch(batch: int, generator: torch.Generator) -> dict:
         "known_mask": random_known_mask(batch, WINDOW, generator),
         "audio_mask": torch.rand(batch, generator=generator) > 0.1,
     }
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: thread hand-offs cost more than they give (much more on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -9,26 +9,11 @@ import torch
 from diffusers import DDIMScheduler
 from PIL import Image
 
-from pipeline import InputError, LandmarkDenoiser, LandmarkTrack, TalkingFacePipeline
+from pipeline import InputError, LandmarkTrack, TalkingFacePipeline
 from pipeline.cli import main
 from pipeline.loading import resolve_checkpoint
-from tests.conftest import speechlike
+from tests.conftest import get_dummy_components, speechlike
 from tests.test_video import ffprobe_text
-
-
-def get_dummy_components() -> dict:
-    torch.manual_seed(0)
-    denoiser = LandmarkDenoiser(window=16, audio_dim=320, d_model=32, num_layers=1, num_heads=2)
-    scheduler = DDIMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2",
-                              prediction_type="sample", clip_sample=False)
-    return {"landmark_denoiser": denoiser, "scheduler": scheduler}
-
-
-@pytest.fixture(scope="module")
-def pipe() -> TalkingFacePipeline:
-    pipe = TalkingFacePipeline(**get_dummy_components())
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
 
 
 @pytest.fixture(scope="module")
@@ -170,10 +155,9 @@ def test_cli_batch_reports_failures_and_goes_on(pipe, media, tmp_path, capsys):
 def diffusion_pipe() -> TalkingFacePipeline:
     from tests.test_face_renderer import tiny_model
 
-    renderer_scheduler = DDIMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2",
-                                       prediction_type="sample", clip_sample=False)
-    pipe = TalkingFacePipeline(**get_dummy_components(), face_renderer=tiny_model().eval(),
-                               renderer_scheduler=renderer_scheduler)
+    components = get_dummy_components()
+    pipe = TalkingFacePipeline(**components, face_renderer=tiny_model().eval(),
+                               renderer_scheduler=DDIMScheduler.from_config(components["scheduler"].config))
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

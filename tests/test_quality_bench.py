@@ -14,7 +14,7 @@ from pipeline import TalkingFacePipeline
 from pipeline.render.warp import WarpRenderer
 from pipeline.video import Mp4Writer
 from tests.conftest import speechlike
-from tests.test_pipeline import get_dummy_components
+from tests.conftest import get_dummy_components
 
 
 @pytest.fixture(scope="module")

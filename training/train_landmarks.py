@@ -23,10 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from accelerate import Accelerator
-from accelerate.utils import ProjectConfiguration, set_seed
 from diffusers import DDIMScheduler, DDPMScheduler
-from diffusers.optimization import get_cosine_schedule_with_warmup
 from diffusers.training_utils import EMAModel
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,7 +32,8 @@ sys.path.insert(0, str(REPO))
 from pipeline.audio import make_audio_features  # noqa: E402
 from pipeline.models import LandmarkDenoiser  # noqa: E402
 from pipeline.motion import random_known_mask, training_loss  # noqa: E402
-from training.checkpointing import checkpoint_to_resume, save_checkpoint, save_into_pipeline  # noqa: E402
+from training import loop  # noqa: E402
+from training.checkpointing import save_checkpoint, save_into_pipeline  # noqa: E402
 from training.data.format import Example, find_examples  # noqa: E402
 
 logger = logging.getLogger("train_landmarks")
@@ -121,15 +119,8 @@ def load_sources(config: dict, featurizer) -> tuple[list[tuple[list[Utterance], 
 def main(args: argparse.Namespace) -> None:
     config = load_config(args)
     train = config["train"]
-    torch.set_num_threads(int(train.get("num_threads", 2)))
     out_dir: Path = config["output_dir"]
-    accelerator = Accelerator(
-        gradient_accumulation_steps=train["gradient_accumulation_steps"],
-        mixed_precision=train["mixed_precision"],
-        project_config=ProjectConfiguration(project_dir=str(out_dir)),
-    )
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    set_seed(config["seed"])
+    accelerator = loop.start(config)
 
     featurizer = make_audio_features(None if config["audio_features"] == "logmel" else config["audio_features"])
     sources, counts = load_sources(config, featurizer)
@@ -141,21 +132,8 @@ def main(args: argparse.Namespace) -> None:
         model = LandmarkDenoiser(audio_dim=featurizer.dim, **config["model"])
     noise_scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2",
                                     prediction_type=model.config.prediction_type, clip_sample=False)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=train["learning_rate"], weight_decay=train["weight_decay"])
-    lr_scheduler = get_cosine_schedule_with_warmup(optimizer, train["warmup_steps"], train["max_steps"])
-    model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
-    ema = EMAModel(accelerator.unwrap_model(model).parameters(), decay=train["ema_decay"],
-                   model_cls=LandmarkDenoiser, model_config=accelerator.unwrap_model(model).config)
-    ema.to(accelerator.device)
-    accelerator.register_for_checkpointing(ema)
-
-    step = 0
-    if args.resume_from_checkpoint:
-        folder = checkpoint_to_resume(out_dir, args.resume_from_checkpoint)
-        if folder is not None:
-            accelerator.load_state(str(folder))
-            step = int(folder.name.split("-")[-1])
-            logger.info("resumed from %s at step %d", folder, step)
+    model, optimizer, lr_scheduler, ema = loop.optimisation(accelerator, model, train)
+    step = loop.resume(accelerator, out_dir, args.resume_from_checkpoint)
     sampler = WindowSampler(sources, config["model"]["window"], seed=config["seed"] + step)
     generator = torch.Generator().manual_seed(config["seed"] + step)
 
@@ -169,14 +147,9 @@ def main(args: argparse.Namespace) -> None:
         batch["known_mask"] = random_known_mask(b, w, generator, p_prefix=train["p_prefix"],
                                                 p_upper=train["p_upper"])
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-        with accelerator.accumulate(model):
-            loss = training_loss(accelerator.unwrap_model(model), noise_scheduler, batch, generator=generator)
-            accelerator.backward(loss)
-            if accelerator.sync_gradients:
-                accelerator.clip_grad_norm_(model.parameters(), train["max_grad_norm"])
-            optimizer.step()
-            lr_scheduler.step()
-            optimizer.zero_grad()
+        loss = loop.optimisation_step(
+            accelerator, model, optimizer, lr_scheduler, train["max_grad_norm"],
+            lambda: training_loss(accelerator.unwrap_model(model), noise_scheduler, batch, generator=generator))
         if accelerator.sync_gradients:
             ema.step(accelerator.unwrap_model(model).parameters())
             step += 1

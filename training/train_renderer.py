@@ -43,10 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from accelerate import Accelerator
-from accelerate.utils import ProjectConfiguration, set_seed
 from diffusers import DDIMScheduler, DDPMScheduler
-from diffusers.optimization import get_cosine_schedule_with_warmup
 from diffusers.training_utils import EMAModel
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,7 +59,8 @@ from pipeline.models.face_renderer import (  # noqa: E402
 )
 from pipeline.loading import DEFAULT_CHECKPOINT  # noqa: E402
 from pipeline.regions import MIRROR  # noqa: E402
-from training.checkpointing import checkpoint_to_resume, save_checkpoint, save_into_pipeline  # noqa: E402
+from training import loop  # noqa: E402
+from training.checkpointing import save_checkpoint, save_into_pipeline  # noqa: E402
 from training.data.prepare_renderer_data import RendererClip, find_clips  # noqa: E402
 
 logger = logging.getLogger("train_renderer")
@@ -243,15 +241,8 @@ def validation_scores(model: LandmarkFaceRenderer, scheduler, batch: dict[str, t
 def main(args: argparse.Namespace) -> None:
     config = load_config(args)
     train = config["train"]
-    torch.set_num_threads(int(train.get("num_threads", 2)))
     out_dir: Path = config["output_dir"]
-    accelerator = Accelerator(
-        gradient_accumulation_steps=train["gradient_accumulation_steps"],
-        mixed_precision=train["mixed_precision"],
-        project_config=ProjectConfiguration(project_dir=str(out_dir)),
-    )
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    set_seed(config["seed"])
+    accelerator = loop.start(config)
 
     sources = [(load_clips(e["path"]), float(e["weight"])) for e in config["data"]]
     counts = {e["path"]: {"clips": len(c), "frames": int(sum(len(x.frames) for x in c))}
@@ -273,21 +264,8 @@ def main(args: argparse.Namespace) -> None:
     logger.info("model: %.2fM parameters", sum(p.numel() for p in model.parameters()) / 1e6)
     noise_scheduler = DDPMScheduler(**config["scheduler"], prediction_type=model.config.prediction_type,
                                     clip_sample=False)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=train["learning_rate"], weight_decay=train["weight_decay"])
-    lr_scheduler = get_cosine_schedule_with_warmup(optimizer, train["warmup_steps"], train["max_steps"])
-    model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
-    ema = EMAModel(accelerator.unwrap_model(model).parameters(), decay=train["ema_decay"],
-                   model_cls=LandmarkFaceRenderer, model_config=accelerator.unwrap_model(model).config)
-    ema.to(accelerator.device)
-    accelerator.register_for_checkpointing(ema)
-
-    step = 0
-    if args.resume_from_checkpoint:
-        folder = checkpoint_to_resume(out_dir, args.resume_from_checkpoint)
-        if folder is not None:
-            accelerator.load_state(str(folder))
-            step = int(folder.name.split("-")[-1])
-            logger.info("resumed from %s at step %d", folder, step)
+    model, optimizer, lr_scheduler, ema = loop.optimisation(accelerator, model, train)
+    step = loop.resume(accelerator, out_dir, args.resume_from_checkpoint)
     sampler = FrameSampler(sources, train["p_previous"], train["p_flip"], seed=config["seed"] + step,
                            previous_noise_max=train.get("previous_noise_max", 0.0))
     generator = torch.Generator().manual_seed(config["seed"] + step)
@@ -299,15 +277,10 @@ def main(args: argparse.Namespace) -> None:
     deadline = None if train.get("max_minutes") is None else started + 60.0 * float(train["max_minutes"])
     while step < train["max_steps"]:
         batch = {k: v.to(accelerator.device) for k, v in sampler.batch(train["batch_size"]).items()}
-        with accelerator.accumulate(model):
-            loss = training_loss(accelerator.unwrap_model(model), noise_scheduler, batch, generator,
-                                 train.get("max_timestep"))
-            accelerator.backward(loss)
-            if accelerator.sync_gradients:
-                accelerator.clip_grad_norm_(model.parameters(), train["max_grad_norm"])
-            optimizer.step()
-            lr_scheduler.step()
-            optimizer.zero_grad()
+        loss = loop.optimisation_step(
+            accelerator, model, optimizer, lr_scheduler, train["max_grad_norm"],
+            lambda: training_loss(accelerator.unwrap_model(model), noise_scheduler, batch, generator,
+                                  train.get("max_timestep")))
         if not accelerator.sync_gradients:
             continue
         ema.step(accelerator.unwrap_model(model).parameters())

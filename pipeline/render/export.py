@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Optional, Union
 
@@ -47,12 +47,9 @@ def render_to_mp4(
     fps: float,
     audio: Optional[np.ndarray] = None,
     chunk_frames: int = CHUNK_FRAMES,
-    progress: Optional[Callable[[int, int], None]] = None,
 ) -> int:
-    """:func:`iter_render_to_mp4` run to the end; returns the frames written. ``progress(done, total)`` is called
-    after each chunk."""
+    """:func:`iter_render_to_mp4` run to the end; returns the frames written."""
     written = 0
     for written in iter_render_to_mp4(renderer, context, frames, output, fps, audio, chunk_frames):
-        if progress is not None:
-            progress(written, len(frames))
+        pass
     return written

@@ -1,14 +1,17 @@
-"""The accelerate scaffolding shared by the training scripts: accelerator, optimisation (AdamW, cosine schedule with
-warm-up, EMA registered for checkpointing), resuming and one optimisation step. Each script keeps its own data,
-loss, logging and saving; the ``train`` section of its config holds the keys read here."""
+"""The accelerate scaffolding shared by the training scripts: command line and YAML config, accelerator,
+optimisation (AdamW, cosine schedule with warm-up, EMA registered for checkpointing), resuming and one optimisation
+step. Each script keeps its own data, loss, logging and saving; the ``train`` section of its config holds the keys
+read here."""
 
 from __future__ import annotations
 
+import argparse
 import logging
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+import yaml
 from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
 from diffusers.optimization import get_cosine_schedule_with_warmup
@@ -17,6 +20,32 @@ from diffusers.training_utils import EMAModel
 from training.checkpointing import checkpoint_to_resume
 
 logger = logging.getLogger(__name__)
+REPO = Path(__file__).resolve().parents[1]
+
+
+def argument_parser(description: str, default_config: Path) -> argparse.ArgumentParser:
+    """The options every training script has; scripts add their own overrides."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--config", type=Path, default=default_config)
+    parser.add_argument("--max_steps", type=int, help="override train.max_steps")
+    parser.add_argument("--init_from", type=Path,
+                        help="start from these model weights (a save_pretrained folder): fine-tuning")
+    parser.add_argument("--output_dir", type=Path, help="override output_dir")
+    parser.add_argument("--final_dir", type=Path, help="override final_dir")
+    parser.add_argument("--resume_from_checkpoint", help="'latest' or a checkpoint folder")
+    return parser
+
+
+def load_config(args: argparse.Namespace) -> dict:
+    """The YAML config with the common overrides applied; ``output_dir`` / ``final_dir`` as paths (relative ones
+    from the repository root)."""
+    config = yaml.safe_load(args.config.read_text())
+    if args.max_steps is not None:
+        config["train"]["max_steps"] = args.max_steps
+    for key in ("output_dir", "final_dir"):
+        value = getattr(args, key)
+        config[key] = Path(value) if value is not None else REPO / config[key]
+    return config
 
 
 def start(config: dict) -> Accelerator:

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from diffusers import DDIMScheduler, DDPMScheduler
 from diffusers.training_utils import EMAModel
 
@@ -40,25 +39,7 @@ logger = logging.getLogger("train_landmarks")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, default=REPO / "training/configs/landmarks.yaml")
-    parser.add_argument("--max_steps", type=int, help="override train.max_steps")
-    parser.add_argument("--output_dir", type=Path, help="override output_dir")
-    parser.add_argument("--final_dir", type=Path, help="override final_dir")
-    parser.add_argument("--resume_from_checkpoint", help="'latest' or a checkpoint folder")
-    parser.add_argument("--init_from", type=Path,
-                        help="start from these LandmarkDenoiser weights (a save_pretrained folder): fine-tuning")
-    return parser.parse_args(argv)
-
-
-def load_config(args: argparse.Namespace) -> dict:
-    config = yaml.safe_load(args.config.read_text())
-    if args.max_steps is not None:
-        config["train"]["max_steps"] = args.max_steps
-    for key in ("output_dir", "final_dir"):
-        value = getattr(args, key)
-        config[key] = Path(value) if value is not None else REPO / config[key]
-    return config
+    return loop.argument_parser(__doc__.splitlines()[0], REPO / "training/configs/landmarks.yaml").parse_args(argv)
 
 
 @dataclass
@@ -117,7 +98,7 @@ def load_sources(config: dict, featurizer) -> tuple[list[tuple[list[Utterance], 
 
 
 def main(args: argparse.Namespace) -> None:
-    config = load_config(args)
+    config = loop.load_config(args)
     train = config["train"]
     out_dir: Path = config["output_dir"]
     accelerator = loop.start(config)

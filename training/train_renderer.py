@@ -42,7 +42,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from diffusers import DDIMScheduler, DDPMScheduler
 from diffusers.training_utils import EMAModel
 
@@ -67,26 +66,20 @@ logger = logging.getLogger("train_renderer")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, default=REPO / "training/configs/renderer.yaml")
-    parser.add_argument("--max_steps", type=int, help="override train.max_steps")
+    parser = loop.argument_parser(__doc__.splitlines()[0], REPO / "training/configs/renderer.yaml")
     parser.add_argument("--learning_rate", type=float, help="override train.learning_rate")
     parser.add_argument("--max_minutes", type=float, help="override train.max_minutes")
     parser.add_argument("--data", type=Path, nargs="+", help="override the data folders (equal weights)")
     parser.add_argument("--validation", help="override the validation folder ('none' to skip)")
     parser.add_argument("--prediction_type", choices=("epsilon", "sample", "v_prediction"),
                         help="override model.prediction_type")
-    parser.add_argument("--init_from", type=Path, help="start from this saved LandmarkFaceRenderer (fine-tuning)")
-    parser.add_argument("--output_dir", type=Path, help="override output_dir")
-    parser.add_argument("--final_dir", type=Path, help="override final_dir")
-    parser.add_argument("--resume_from_checkpoint", help="'latest' or a checkpoint folder")
     return parser.parse_args(argv)
 
 
 def load_config(args: argparse.Namespace) -> dict:
-    config = yaml.safe_load(args.config.read_text())
+    config = loop.load_config(args)
     train = config["train"]
-    for key in ("max_steps", "learning_rate", "max_minutes"):
+    for key in ("learning_rate", "max_minutes"):
         if getattr(args, key) is not None:
             train[key] = getattr(args, key)
     if args.data:
@@ -97,9 +90,6 @@ def load_config(args: argparse.Namespace) -> dict:
         config["model"]["prediction_type"] = args.prediction_type
         if args.prediction_type != "sample":  # the warp residual is an x0 parametrisation
             config["model"]["warp_residual"] = False
-    for key in ("output_dir", "final_dir"):
-        value = getattr(args, key)
-        config[key] = Path(value) if value is not None else REPO / config[key]
     return config
 
 

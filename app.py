@@ -269,8 +269,8 @@ def create_demo(pipe) -> gr.Blocks:
                 inputs = pipe.prepare(photo, speech)
             else:
                 inputs = session.inputs
-            fitted = LandmarkTrack(pipe.fit_track(track, inputs), inputs.fps, inputs.image_size,
-                                   inputs.face.landmarks, {**track.info, "uploaded": True})
+            fitted = LandmarkTrack(pipe.fitted_track(track, inputs).frames, inputs.fps, inputs.image_size,
+                                   inputs.points3d, {**track.info, "uploaded": True})
             if session is None:
                 session = new_session(inputs, fitted, NEUTRAL_CONTROLS, seed=0)
             else:

@@ -481,7 +481,7 @@ def load_clip(video: Path, root: Path, analyzer, holdout: set[str], max_seconds:
     audio_path = find_audio(video)
     audio = load_audio(audio_path if audio_path is not None else video)
     track, report = extract_track(video, analyzer)
-    frames = track.frames
+    frames = track.points2d
     if max_seconds:
         audio = audio[: int(max_seconds * SAMPLE_RATE)]
     num = min(num_video_frames(len(audio), track.fps), len(frames))
@@ -513,7 +513,7 @@ def energy_gain(clips: list[Clip], override: Optional[float]) -> tuple[float, st
         return DEFAULT_ENERGY_GAIN, f"default constant ({why} to fit it on without seeing the test clips)"
     examples = []
     for c in fit:
-        canonical = to_canonical(c.real_track)[0]
+        canonical = canonical_xy(c.real_track)
         full = fit_length(canonical, num_video_frames(len(c.audio), c.fps))
         examples.append(Example(c.audio, full, canonical[choose_neutral(canonical)], c.fps, "clips", c.name))
     gain, frames = fit_energy_gain(examples)
@@ -545,14 +545,15 @@ def load_diffusion_renderer(folder: Optional[Path], scheduler_folder: Optional[P
 
 
 def redetect(analyzer, frames: np.ndarray, fps: float, still: bool = False) -> tuple[Optional[np.ndarray], np.ndarray]:
-    """Landmarks ``(T, 68, 2)`` dlib finds on rendered frames (gaps interpolated, smoothed like ``extract_track``)
-    and which frames had no face ``(T,)`` bool; ``still`` frames are all the same, so only the first is searched."""
+    """Landmarks ``(T, 68, 2)`` the front end finds on rendered frames (gaps interpolated, smoothed like
+    ``extract_track``) and which frames had no face ``(T,)`` bool; ``still`` frames are all the same, so only the first
+    is searched."""
     from pipeline.edits import smooth
 
     found: list[Optional[np.ndarray]] = []
     for frame in frames[:1] if still else frames:
         try:
-            found.append(analyzer.detect(frame, upsample=0).landmarks.astype(np.float64))
+            found.append(analyzer.detect(frame).landmarks.astype(np.float64))
         except NoFaceError:
             found.append(None)
     if still:
@@ -565,7 +566,12 @@ def redetect(analyzer, frames: np.ndarray, fps: float, still: bool = False) -> t
     t = np.arange(len(found))
     filled = np.stack([np.interp(t, known, values[:, k]) for k in range(values.shape[1])], axis=1).reshape(-1, 68, 2)
     track = LandmarkTrack(filled, fps, (frames.shape[2], frames.shape[1]))
-    return smooth(track, REDETECT_SMOOTHING).frames.astype(np.float64), missed
+    return smooth(track, REDETECT_SMOOTHING).points2d.astype(np.float64), missed
+
+
+def canonical_xy(points: np.ndarray) -> np.ndarray:
+    """The canonical x, y ``(T, 68, 2)`` of pixel landmarks ``(T, 68, 2|3)``: what the lip metrics compare."""
+    return to_canonical(points)[0][..., :2]
 
 
 def lip_metrics(pred_canonical: np.ndarray, real_canonical: np.ndarray, max_lag: int, prefix: str = "") -> dict:
@@ -630,12 +636,12 @@ def score_video(ctx: Context, clip: Clip, real: RealClip, track: np.ndarray, vid
     renderer, its reconstruction ``recon`` (driven by the real landmarks)."""
     n = frames
     real_canonical = real.canonical[:n]
-    m: dict[str, Any] = lip_metrics(to_canonical(track[:n])[0], real_canonical, ctx.max_lag)
+    m: dict[str, Any] = lip_metrics(canonical_xy(track[:n]), real_canonical, ctx.max_lag)
     m["missed"] = float(np.mean(missed[:n]))
     video = video[:n]
     if found is not None:
         found = found[:n]
-        m.update(lip_metrics(to_canonical(found)[0], real_canonical, ctx.max_lag, prefix="v_"))
+        m.update(lip_metrics(canonical_xy(found), real_canonical, ctx.max_lag, prefix="v_"))
         if still:  # every frame is the photo: one embedding says it all
             m["csim"] = cosine(ctx.embedder.embed(video[0], found[0]), real.embedding)
         else:
@@ -665,7 +671,7 @@ def evaluate_clip(ctx: Context, clip: Clip) -> tuple[dict[str, dict], dict[str, 
     full = real_frames(clip)
     T = min(clip.num_frames, len(full))
     real_track = clip.real_track[:T]
-    real = RealClip(real_track, to_canonical(real_track)[0], full[:T],
+    real = RealClip(real_track, canonical_xy(real_track), full[:T],
                     np.stack([resized_crop(f, warp_ctx.box, size) for f in full[:T]]),
                     ctx.warp.crop_landmarks(warp_ctx, real_track),
                     ctx.embedder.embed(clip.reference, clip.reference_landmarks))
@@ -676,7 +682,7 @@ def evaluate_clip(ctx: Context, clip: Clip) -> tuple[dict[str, dict], dict[str, 
     tick = time.perf_counter()
     tracks: dict[str, np.ndarray] = {"static": np.repeat(clip.reference_landmarks[None].astype(np.float64), T, 0)}
     envelope = energy_envelope(clip.audio, clip.fps, num_video_frames(len(clip.audio), clip.fps))[:T]
-    tracks["energy"] = from_canonical(energy_track(ref_canonical, envelope, ctx.gain), ref_to_canonical)
+    tracks["energy"] = from_canonical(energy_track(ref_canonical, envelope, ctx.gain), ref_to_canonical)[..., :2]
     if ctx.pipe is not None:
         tracks["model"] = generate_model_track(ctx, clip)[:T]
     timing["landmarks"] = time.perf_counter() - tick
@@ -714,9 +720,9 @@ def evaluate_clip(ctx: Context, clip: Clip) -> tuple[dict[str, dict], dict[str, 
         results[method] = score_video(ctx, clip, real, tracks[track_of[method]], video, recon.get(method), found,
                                       missed, len(video), still)
         if method != "model+diffusion":
-            apertures[method] = mouth_aperture(to_canonical(tracks[track_of[method]])[0])
+            apertures[method] = mouth_aperture(canonical_xy(tracks[track_of[method]]))
         if found is not None:
-            apertures[f"{method} (video)"] = mouth_aperture(to_canonical(found)[0])
+            apertures[f"{method} (video)"] = mouth_aperture(canonical_xy(found))
     if 0 < diffusion_frames <= T and "model+warp" in videos:  # the warp on the diffusion row's frames, to compare
         found, missed = found_on["model+warp"]
         results[SAME_FRAMES] = score_video(ctx, clip, real, tracks["model"], videos["model+warp"], recon["model+warp"],

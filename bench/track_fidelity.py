@@ -30,7 +30,7 @@ def fidelity(analyzer: FaceAnalyzer, video: Path, portrait: Path, size: int) -> 
     track, _ = extract_track(video, analyzer)
     image = load_image(portrait)
     reference = analyzer.detect(image).landmarks
-    target = retarget(track, reference, (image.shape[1], image.shape[0])).frames
+    target = retarget(track, reference, (image.shape[1], image.shape[0])).points2d
     renderer = WarpRenderer(size=size)
     ctx = renderer.prepare(image, reference)
     frames = renderer.render(ctx, target)

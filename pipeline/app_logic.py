@@ -98,7 +98,7 @@ def apply_smile(track: LandmarkTrack, amount: float) -> LandmarkTrack:
     negative = corners down), in canonical space so it means the same at any pose and photo size."""
     if amount == 0:
         return track
-    canon, matrices = track.canonical()  # (T, 68, 2), (T, 2, 3)
+    canon, matrices = track.canonical()  # (T, 68, 3), (T, 3, 4)
     centre_x = canon[:, [48, 54], 0].mean(axis=1)  # (T,)
     for point, weight in SMILE_POINTS.items():
         outward = np.sign(canon[:, point, 0] - centre_x)
@@ -128,7 +128,7 @@ def apply_point_edits(track: LandmarkTrack, edits: Sequence[PointEdit]) -> Landm
     for edit in edits:
         if edit.frame >= track.num_frames:
             continue  # the track got shorter (e.g. another recording); the edit no longer applies
-        target = track.frames[edit.frame, edit.point] + np.array([edit.dx, edit.dy])
+        target = track.points2d[edit.frame, edit.point] + np.array([edit.dx, edit.dy])
         track = move_point(track, edit.frame, edit.point, target, radius_frames=edit.radius)
     return track
 
@@ -270,7 +270,7 @@ class EditSession:
 
 def new_session(inputs: "TalkingFaceInputs", base: LandmarkTrack, controls: Controls, seed: int = 0) -> EditSession:
     """A session editing ``base`` (whose frames are in the photo's pixel space) with ``controls`` applied."""
-    view = ViewBox.around(base.frames, inputs.image_size)
+    view = ViewBox.around(base.points2d, inputs.image_size)
     track = edited_track(base, controls, (), seed)
     return EditSession(inputs, base, seed, controls, controls, view, track)
 
@@ -286,7 +286,7 @@ def _change(session: EditSession, base: Optional[LandmarkTrack] = None, controls
     if record:
         history = (history + (Snapshot(session.inputs, session.base, session.controls, session.edits),))[-MAX_UNDO:]
     track = edited_track(base, controls, edits, session.seed)
-    view = session.view if base is session.base else ViewBox.around(base.frames, inputs.image_size)
+    view = session.view if base is session.base else ViewBox.around(base.points2d, inputs.image_size)
     return replace(session, inputs=inputs, base=base, controls=controls, edits=edits, track=track, view=view,
                    history=history, selected=None)
 
@@ -306,7 +306,7 @@ def with_point_moved(session: EditSession, frame: int, point: int, target: Seque
         raise IndexError(f"frame {frame} is outside the track (0..{session.track.num_frames - 1})")
     if not 0 <= point < NUM_POINTS:
         raise IndexError(f"point {point} is not one of the 68 landmarks")
-    dx, dy = np.asarray(target, dtype=np.float64) - session.track.frames[frame, point]
+    dx, dy = np.asarray(target, dtype=np.float64) - session.track.points2d[frame, point]
     edit = PointEdit(int(frame), int(point), float(dx), float(dy), int(radius))
     return _change(session, edits=session.edits + (edit,))
 
@@ -344,7 +344,7 @@ def click(session: EditSession, frame: int, view_xy: Sequence[float], radius: in
     the nearest landmark; with one selected, move it there (clicking on it again deselects it).
     Returns the new session and a one-line message for the user."""
     frame = int(min(max(frame, 0), session.track.num_frames - 1))
-    points = session.view.to_view(session.track.frames[frame])
+    points = session.view.to_view(session.track.points2d[frame])
     if session.selected is None:
         point = nearest_point(points, view_xy, PICK_RADIUS)
         if point is None:
@@ -376,7 +376,7 @@ def frame_view(session: EditSession, frame: int) -> np.ndarray:
     """The zoomed face view of the photo with ``frame``'s landmarks drawn (the selected one ringed)."""
     frame = int(min(max(frame, 0), session.track.num_frames - 1))
     background = session.view.crop(session.inputs.image)
-    return draw_landmarks(background, session.view.to_view(session.track.frames[frame]), session.selected,
+    return draw_landmarks(background, session.view.to_view(session.track.points2d[frame]), session.selected,
                           radius=3.0)
 
 
@@ -391,7 +391,7 @@ def write_preview(image: np.ndarray, track: LandmarkTrack, audio: Optional[np.nd
     speech. Returns ``path``."""
     view = view.resized(size)
     background = view.crop(image)
-    points = view.to_view(track.frames)  # (T, 68, 2)
+    points = view.to_view(track.points2d)  # (T, 68, 2)
     radius = max(1.5, 2.5 * size / VIEW_SIZE)
     with Mp4Writer(path, fps=track.fps, audio=audio, sample_rate=SAMPLE_RATE) as writer:
         for start in range(0, track.num_frames, chunk):

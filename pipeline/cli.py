@@ -34,8 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", help="print only errors")
     common.add_argument(
-        "--landmark-backend", choices=("dlib", "fan"), default="dlib",
-        help="face landmark detector: dlib (offline default, research-use model) or face-alignment's FAN",
+        "--landmark-backend", choices=("mesh", "dlib", "fan"), default="mesh",
+        help="face landmark detector: mesh (MediaPipe face mesh, Apache-2.0, the default) or the optional "
+        "research-use dlib / face-alignment FAN backends (pip install -r requirements-optional.txt)",
     )
     model_options = argparse.ArgumentParser(add_help=False)
     model_options.add_argument("--checkpoint", help="folder or Hub repo id of the pipeline (default: checkpoints/)")
@@ -122,7 +123,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     from .audio import load_audio, num_video_frames
     from .face import FaceAnalyzer
     from .images import load_image
-    from .landmarks import LandmarkTrack, belongs_to, retarget
+    from .landmarks import LandmarkTrack, belongs_to, face_points, retarget
     from .render.export import render_to_mp4
     from .render.warp import WarpRenderer
 
@@ -144,9 +145,9 @@ def cmd_render(args: argparse.Namespace) -> int:
     photo_size = (image.shape[1], image.shape[0])
     own = belongs_to(track, detection.landmarks, photo_size)
     if args.retarget == "always" or (args.retarget == "auto" and not own):
-        track = retarget(track, detection.landmarks, photo_size, head_motion=args.head_motion)
+        track = retarget(track, face_points(detection), photo_size, head_motion=args.head_motion)
         _say(args, "Retargeted the track's motion onto the photo's face.")
-    frames = track.frames
+    frames = track.points2d
     if samples is not None:
         frames, note = fit_length(frames, num_video_frames(len(samples), track.fps), detection.landmarks)
         _say(args, note)

@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from .canonical import apply_transform, from_canonical, to_canonical
+from .canonical import apply_transform, from_canonical, rotation_matrix, to_canonical
 from .landmarks import LandmarkTrack
 from .regions import EYELID_PAIRS, LOWER_FACE, NUM_POINTS
 
@@ -101,13 +101,15 @@ def move_point(
     position: Sequence[float],
     radius_frames: int = 4,
 ) -> LandmarkTrack:
-    """Move one point on one frame to ``position`` (pixels), easing the change into the neighbouring
-    ``radius_frames`` frames on each side with a raised-cosine weight."""
+    """Move one point on one frame to ``position`` (pixels: ``(x, y)``, keeping its depth, or ``(x, y, z)``),
+    easing the change into the neighbouring ``radius_frames`` frames on each side with a raised-cosine weight."""
     if not 0 <= frame < track.num_frames:
         raise IndexError(f"frame {frame} is outside the track (0..{track.num_frames - 1})")
     if not 0 <= point < NUM_POINTS:
         raise IndexError(f"point {point} is not one of the 68 landmarks")
-    delta = np.asarray(position, dtype=np.float64) - track.frames[frame, point]
+    position = np.asarray(position, dtype=np.float64)
+    delta = np.zeros(3)
+    delta[: len(position)] = position - track.frames[frame, point, : len(position)]
     offsets = np.arange(-radius_frames, radius_frames + 1)
     weights = 0.5 + 0.5 * np.cos(np.pi * offsets / (radius_frames + 1))
     frames = track.frames.astype(np.float64)
@@ -130,21 +132,16 @@ def _smooth_wander(num_frames: int, fps: float, rng: np.random.Generator, amplit
 
 def head_motion_transforms(num_frames: int, fps: float, seed: int = 0, max_degrees: float = 2.0,
                            max_shift: float = 0.015, max_scale: float = 0.006) -> np.ndarray:
-    """Subtle natural head sway as canonical-to-canonical 2x3 transforms ``(T, 2, 3)``: roll about a pivot
-    in the neck (up to ``max_degrees``), shifts up to ``max_shift`` IOD and scale changes (leaning) up to
-    ``max_scale``; identity at frame 0."""
+    """Subtle natural head sway as canonical-to-canonical 3x4 transforms ``(T, 3, 4)``: yaw, pitch and roll about a
+    pivot in the neck (each up to ``max_degrees``), shifts up to ``max_shift`` IOD and scale changes (leaning) up to
+    ``max_scale``; identity at frame 0. Applied before a frame's pose, they change only the pose."""
     rng = np.random.default_rng([seed, 7])
-    angle = np.deg2rad(_smooth_wander(num_frames, fps, rng, max_degrees))
-    tx = _smooth_wander(num_frames, fps, rng, max_shift)
-    ty = _smooth_wander(num_frames, fps, rng, max_shift)
+    angles = np.stack([_smooth_wander(num_frames, fps, rng, max_degrees) for _ in range(3)], axis=-1)  # (T, 3)
+    shift = np.stack([_smooth_wander(num_frames, fps, rng, max_shift) for _ in range(2)] + [np.zeros(num_frames)], -1)
     scale = 1.0 + _smooth_wander(num_frames, fps, rng, max_scale)
-    pivot = np.array([0.0, 1.6])  # below the chin: the head rolls on the neck
-    cos, sin = np.cos(angle) * scale, np.sin(angle) * scale
-    lin = np.stack([np.stack([cos, -sin], -1), np.stack([sin, cos], -1)], -2)  # (T, 2, 2)
-    out = np.zeros((num_frames, 2, 3))
-    out[:, :, :2] = lin
-    out[:, :, 2] = pivot - lin @ pivot + np.stack([tx, ty], -1)
-    return out
+    pivot = np.array([0.0, 1.6, 0.5])  # below the chin and behind it: the head turns on the neck
+    lin = scale[:, None, None] * rotation_matrix(angles)  # (T, 3, 3)
+    return np.concatenate([lin, (pivot - lin @ pivot + shift)[..., None]], axis=-1)
 
 
 def add_head_motion(track: LandmarkTrack, amount: float = 1.0, seed: int = 0) -> LandmarkTrack:

@@ -1,14 +1,19 @@
 """The landmark track: the plain, editable intermediate between audio and video.
 
-A track is ``T`` frames of 68 ``(x, y)`` points in the pixel space of the image it belongs to, plus the
-frame rate and that image's size. It is saved as JSON::
+A track is ``T`` frames of 68 points in 3D: ``x, y`` in the pixel space of the image it belongs to, ``z`` in the
+same pixel units, away from the camera; plus the frame rate and that image's size. It is saved as JSON::
 
-    {"format": "talking-face-landmarks", "version": 1, "fps": 25, "image_size": [W, H],
-     "frames": [[[x, y], ... 68 points], ... T frames],
-     "reference": [[x, y], ... 68 points],   # optional: the face's neutral landmarks
-     "info": {...}}                           # optional: free-form provenance
+    {"format": "talking-face-landmarks", "version": 2, "fps": 25, "image_size": [W, H],
+     "frames": [[[x, y, z], ... 68 points], ... T frames],
+     "pose": [[yaw, pitch, roll, tx, ty, scale], ... T frames],   # optional: each frame's head pose
+     "reference": [[x, y, z], ... 68 points],   # optional: the face's neutral landmarks
+     "info": {...}}                              # optional: free-form provenance
 
-Loading validates everything and raises :class:`TrackError` with a readable reason.
+``pose`` is written from the frames (convention: :mod:`pipeline.canonical`). A reader that finds a frame's pose
+changed re-poses that frame with it, keeping its expression, so a head pose can be edited as six numbers; without
+``pose`` the frames alone count. Version 1 files (``[x, y]`` frames and reference, no pose) still load: their
+points get the mean face's depth (:func:`~pipeline.canonical.lift_to_3d`). Loading validates everything and raises
+:class:`TrackError` with a readable reason; saving always writes version 2.
 """
 
 from __future__ import annotations
@@ -21,24 +26,36 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
-from .canonical import apply_transform, inter_ocular, invert_transform, to_canonical
+from .canonical import (apply_transform, from_canonical, inter_ocular, invert_transform, lift_to_3d,
+                        pose_from_transform, to_canonical, transform_from_pose)
 from .errors import TrackError
 from .regions import NUM_POINTS
 
 FORMAT = "talking-face-landmarks"
-VERSION = 1
-#: Largest landmark file we read (bytes): about an hour of frames at 25 fps.
+VERSION = 2
+#: Versions this program reads (it writes :data:`VERSION`).
+READABLE_VERSIONS = (1, 2)
+#: Largest landmark file we read (bytes): about 25 minutes of frames at 25 fps.
 MAX_TRACK_BYTES = int(os.environ.get("TALKING_FACE_MAX_TRACK_BYTES", 64 * 1024 * 1024))
 MAX_FRAMES = 25 * 3600
 MAX_IMAGE_SIDE = 20000
 #: Points may lie this far outside the image (as a fraction of its size) before a file is refused.
 OUTSIDE_MARGIN = 0.5
+#: Depths (z) may reach this many times the image's larger side before a file is refused: a face's depths stay
+#: within its own size, and this leaves room for 2D faces lifted with the mean face's depth that fill the margins.
+DEPTH_RANGE = 4.0
+#: A frame whose ``pose`` in the file moves some point by more than this (pixels) from where the frame has it is
+#: re-posed with it (the pose written with a frame moves nothing).
+POSE_TOLERANCE = 0.01
 
 
 @dataclass
 class LandmarkTrack:
-    """``frames``: ``(T, 68, 2)`` float32 pixel coordinates; ``image_size``: ``(W, H)``."""
+    """``frames``: ``(T, 68, 3)`` float32, ``x, y`` in image pixels and ``z`` in the same units away from the camera
+    (``(T, 68, 2)`` is accepted and lifted to 3D); ``reference``: ``(68, 3)`` (or ``(68, 2)``) likewise;
+    ``image_size``: ``(W, H)``."""
 
     frames: np.ndarray
     fps: float
@@ -47,13 +64,9 @@ class LandmarkTrack:
     info: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.frames = np.asarray(self.frames, dtype=np.float32)
-        assert self.frames.ndim == 3 and self.frames.shape[1:] == (NUM_POINTS, 2), (
-            f"frames must be (T, 68, 2), got {self.frames.shape}"
-        )
+        self.frames = _as_3d(self.frames, 3, "frames must be (T, 68, 3) or (T, 68, 2)")
         if self.reference is not None:
-            self.reference = np.asarray(self.reference, dtype=np.float32)
-            assert self.reference.shape == (NUM_POINTS, 2), f"reference must be (68, 2), got {self.reference.shape}"
+            self.reference = _as_3d(self.reference, 2, "reference must be (68, 3) or (68, 2)")
         self.image_size = (int(self.image_size[0]), int(self.image_size[1]))
         self.fps = float(self.fps)
 
@@ -66,8 +79,13 @@ class LandmarkTrack:
         return self.num_frames / self.fps
 
     @property
+    def points2d(self) -> np.ndarray:
+        """The frames' image points ``(T, 68, 2)`` (a view of ``frames``)."""
+        return self.frames[..., :2]
+
+    @property
     def neutral(self) -> np.ndarray:
-        """The face's rest pose: ``reference`` when known, else the first frame."""
+        """The face's rest pose ``(68, 3)``: ``reference`` when known, else the first frame."""
         return self.reference if self.reference is not None else self.frames[0]
 
     def replace(self, frames: np.ndarray, **info: Any) -> "LandmarkTrack":
@@ -76,17 +94,25 @@ class LandmarkTrack:
 
     # --- canonical space ---------------------------------------------------------------------
     def canonical(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-frame canonical points ``(T, 68, 2)`` and pixel-to-canonical transforms ``(T, 2, 3)``."""
+        """Per-frame canonical points ``(T, 68, 3)`` and pixel-to-canonical transforms ``(T, 3, 4)``."""
         return to_canonical(self.frames)
+
+    @property
+    def pose(self) -> np.ndarray:
+        """Each frame's head pose ``(T, 6)``: ``[yaw, pitch, roll, tx, ty, scale]`` (see :mod:`pipeline.canonical`)."""
+        return pose_from_transform(self.canonical()[1])
 
     # --- JSON ----------------------------------------------------------------------------------
     def to_dict(self, decimals: int = 2) -> dict[str, Any]:
+        frames = np.round(self.frames.astype(np.float64), decimals)
         data: dict[str, Any] = {
             "format": FORMAT,
             "version": VERSION,
             "fps": self.fps,
             "image_size": list(self.image_size),
-            "frames": np.round(self.frames.astype(np.float64), decimals).tolist(),
+            "frames": frames.tolist(),
+            # the pose of the frames as a reader gets them (rounded, float32), so that loading moves nothing
+            "pose": pose_from_transform(to_canonical(frames.astype(np.float32))[1]).tolist(),
         }
         if self.reference is not None:
             data["reference"] = np.round(self.reference.astype(np.float64), decimals).tolist()
@@ -129,9 +155,10 @@ class LandmarkTrack:
             raise TrackError("A landmark track must be a JSON object with 'format', 'version', 'fps', 'image_size' and 'frames'.")
         if data.get("format") != FORMAT:
             raise TrackError(f"This is not a landmark track: 'format' must be \"{FORMAT}\".")
-        if data.get("version") != VERSION:
+        version = data.get("version")
+        if isinstance(version, bool) or version not in READABLE_VERSIONS:
             raise TrackError(
-                f"Landmark track version {str(data.get('version'))[:20]} is not supported; this program reads version {VERSION}."
+                f"Landmark track version {str(version)[:20]} is not supported; this program reads versions 1 and 2."
             )
         fps = data.get("fps")
         if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 1 <= fps <= 120 or not math.isfinite(fps):
@@ -143,28 +170,41 @@ class LandmarkTrack:
             or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_IMAGE_SIDE for v in size)
         ):
             raise TrackError(f"'image_size' must be [width, height] in pixels (1 to {MAX_IMAGE_SIDE}); got {size!r}.")
-        frames = _points_array(data.get("frames"), "frames", ndim=3)
+        dim = 2 if version == 1 else 3
+        frames = _points_array(data.get("frames"), "frames", ndim=3, dim=dim)
         if not 1 <= frames.shape[0] <= MAX_FRAMES:
             raise TrackError(f"'frames' must hold between 1 and {MAX_FRAMES} frames; it holds {frames.shape[0]}.")
         reference = None
         if data.get("reference") is not None:
-            reference = _points_array(data["reference"], "reference", ndim=2)
+            reference = _points_array(data["reference"], "reference", ndim=2, dim=dim)
         for name, pts in (("frames", frames), ("reference", reference)):
             if pts is not None:
                 _check_range(pts, size, name)
+        if dim == 3 and data.get("pose") is not None:
+            frames = _posed(frames.astype(np.float32), _pose_array(data["pose"], len(frames), size), size)
         info = data.get("info") if isinstance(data.get("info"), dict) else {}
         return cls(frames, float(fps), (size[0], size[1]), reference, info)
 
 
-def _points_array(value: Any, name: str, ndim: int) -> np.ndarray:
-    expected = "[[[x, y] x 68] per frame]" if ndim == 3 else "[[x, y] x 68]"
+def _as_3d(points: Any, ndim: int, message: str) -> np.ndarray:
+    """``points`` as float32 ``(..., 68, 3)``; ``(..., 68, 2)`` lifted to 3D."""
+    points = np.asarray(points)
+    assert points.ndim == ndim and points.shape[-2] == NUM_POINTS and points.shape[-1] in (2, 3), (
+        f"{message}, got {points.shape}"
+    )
+    return np.asarray(lift_to_3d(points) if points.shape[-1] == 2 else points, dtype=np.float32)
+
+
+def _points_array(value: Any, name: str, ndim: int, dim: int) -> np.ndarray:
+    point = "[x, y]" if dim == 2 else "[x, y, z]"
+    expected = f"[[{point} x 68] per frame]" if ndim == 3 else f"[{point} x 68]"
     if not isinstance(value, list):
         raise TrackError(f"'{name}' must be a list {expected}.")
     try:
         arr = np.array(value, dtype=np.float64)
     except (ValueError, TypeError, OverflowError):
         raise TrackError(f"'{name}' must be a regular list of numbers shaped {expected}.") from None
-    if arr.ndim != ndim or arr.shape[-2:] != (NUM_POINTS, 2):
+    if arr.ndim != ndim or arr.shape[-2:] != (NUM_POINTS, dim):
         raise TrackError(f"'{name}' has shape {list(arr.shape)}; expected {expected}.")
     if not np.isfinite(arr).all():
         raise TrackError(f"'{name}' contains NaN or infinite coordinates.")
@@ -172,46 +212,102 @@ def _points_array(value: Any, name: str, ndim: int) -> np.ndarray:
 
 
 def _check_range(points: np.ndarray, size: list[int], name: str) -> None:
+    """Points ``(..., 2|3)``: x, y within :data:`OUTSIDE_MARGIN` of the image, z within :data:`DEPTH_RANGE`."""
+    w, h = size
+    if not _inside(points[..., :2], size):
+        raise TrackError(f"'{name}' has points far outside the {w}x{h} image; is 'image_size' right?")
+    if points.shape[-1] == 3 and not (np.abs(points[..., 2]) <= DEPTH_RANGE * max(w, h)).all():
+        raise TrackError(f"'{name}' has depths (z) far beyond the {w}x{h} image's size; z must be in pixels.")
+
+
+def _inside(xy: np.ndarray, size: list[int]) -> bool:
     w, h = size
     lo = np.array([-OUTSIDE_MARGIN * w, -OUTSIDE_MARGIN * h])
     hi = np.array([(1 + OUTSIDE_MARGIN) * w, (1 + OUTSIDE_MARGIN) * h])
-    if (points < lo).any() or (points > hi).any():
-        raise TrackError(f"'{name}' has points far outside the {w}x{h} image; is 'image_size' right?")
+    return bool(((xy >= lo) & (xy <= hi)).all())  # NaN is not inside
+
+
+def _pose_array(value: Any, num_frames: int, size: list[int]) -> np.ndarray:
+    expected = f"[[yaw, pitch, roll, tx, ty, scale] per frame] for {num_frames} frames"
+    if not isinstance(value, list):
+        raise TrackError(f"'pose' must be a list {expected}.")
+    try:
+        pose = np.array(value, dtype=np.float64)
+    except (ValueError, TypeError, OverflowError):
+        raise TrackError(f"'pose' must be a regular list of numbers shaped {expected}.") from None
+    if pose.shape != (num_frames, 6):
+        raise TrackError(f"'pose' has shape {list(pose.shape)}; expected {expected}.")
+    if not np.isfinite(pose).all():
+        raise TrackError("'pose' contains NaN or infinite numbers.")
+    if (np.abs(pose[:, [0, 2]]) > 180).any() or (np.abs(pose[:, 1]) > 90).any():
+        raise TrackError("'pose' angles are degrees: yaw and roll within -180..180, pitch within -90..90.")
+    if (pose[:, 5] <= 0).any():
+        raise TrackError("'pose' scale (pixels per canonical unit) must be positive.")
+    if not _inside(pose[:, 3:5], size):
+        raise TrackError(f"'pose' has (tx, ty) far outside the {size[0]}x{size[1]} image.")
+    return pose
+
+
+def _posed(frames: np.ndarray, pose: np.ndarray, size: list[int]) -> np.ndarray:
+    """``frames`` with each frame whose pose differs from ``pose`` re-posed with it, its expression kept."""
+    with np.errstate(all="ignore"):
+        try:
+            canon, to_canon = to_canonical(frames)
+            depth = invert_transform(to_canon)[:, 2, 3]  # the pixel z of the canonical origin, which a pose lacks
+            posed = from_canonical(canon, transform_from_pose(pose, depth))
+        except np.linalg.LinAlgError:
+            raise TrackError("'pose' cannot be applied to these frames.") from None
+        edited = ~(np.abs(posed - frames).max(axis=(1, 2)) <= POSE_TOLERANCE)
+    if not edited.any():
+        return frames
+    frames = frames.astype(np.float64)
+    frames[edited] = posed[edited]
+    if not (_inside(frames[..., :2], size) and (np.abs(frames[..., 2]) <= DEPTH_RANGE * max(size)).all()):
+        raise TrackError(f"'pose' puts the face far outside the {size[0]}x{size[1]} image.")
+    return frames
+
+
+def face_points(detection: Any) -> np.ndarray:
+    """A face detection's 68 points ``(68, 3)``: its 3D points when the front end measures them (``points3d``),
+    else its 2D ``landmarks`` lifted to 3D."""
+    points = getattr(detection, "points3d", None)
+    return lift_to_3d(detection.landmarks) if points is None else np.asarray(points, dtype=np.float64)
 
 
 def retarget(track: LandmarkTrack, photo_landmarks: np.ndarray, photo_size: tuple[int, int],
              head_motion: float = 1.0) -> LandmarkTrack:
-    """Transfer a track's motion onto another face.
+    """Transfer a track's motion onto another face (``photo_landmarks``: ``(68, 3)``, or ``(68, 2)`` lifted).
 
-    The driving track's expression (its canonical offsets from its own neutral face) is added to the
-    photo's canonical face, and its head motion (relative to its neutral pose) is applied about the
-    photo's pose, scaled by ``head_motion`` (0 keeps the photo's head still).
+    Expression, in the pose-free space: the driver's canonical offsets from its own neutral face, added to the
+    photo's canonical face. Head motion, relative to the driver's rest pose: rotation ``R_t R_0ᵀ``, scale ratio
+    ``s_t / s_0`` and translation ``(t_t - t_0) / s_0`` (in units of the driver's scale), applied about the photo's
+    own pose (rotation ``R_t R_0ᵀ R_photo``, in the image's axes; translation times the photo's scale). They are
+    scaled by ``head_motion``: the rotation's angle about its axis, the log of the scale ratio and the translation
+    (0 keeps the photo's head still, 1 copies the driver's motion).
     """
-    canon, to_canon = track.canonical()  # (T, 68, 2), (T, 2, 3)
+    canon, to_canon = track.canonical()  # (T, 68, 3), (T, 3, 4)
     neutral_canon, neutral_to_canon = to_canonical(track.neutral)
-    photo_canon, photo_to_canon = to_canonical(photo_landmarks)
+    photo = np.asarray(photo_landmarks, dtype=np.float64)
+    photo = lift_to_3d(photo) if photo.shape[-1] == 2 else photo
+    photo_canon, photo_to_canon = to_canonical(photo)
     target_canon = photo_canon[None] + (canon - neutral_canon[None])
-    # Head motion as a canonical-to-canonical map: pose at frame t, then read with the neutral pose.
-    relative = _compose(neutral_to_canon[None], invert_transform(to_canon))  # (T, 2, 3)
-    identity = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-    relative = identity + head_motion * (relative - identity)
-    posed = apply_transform(invert_transform(photo_to_canon)[None], apply_transform(relative, target_canon))
-    return LandmarkTrack(posed, track.fps, photo_size, np.asarray(photo_landmarks), {**track.info, "retargeted": True})
-
-
-def _compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """2x3 transforms ``a∘b`` (apply ``b`` first), broadcasting over leading axes."""
-    out = np.empty(np.broadcast_shapes(a.shape, b.shape))
-    out[..., :2] = a[..., :2] @ b[..., :2]
-    out[..., 2] = np.einsum("...ij,...j->...i", a[..., :2], b[..., 2]) + a[..., 2]
-    return out
+    drive, rest, still = (invert_transform(m) for m in (to_canon, neutral_to_canon, photo_to_canon))  # canon -> px
+    drive_scale, rest_scale, photo_scale = (np.cbrt(np.linalg.det(m[..., :3])) for m in (drive, rest, still))
+    turn = (drive[:, :, :3] / drive_scale[:, None, None]) @ (rest[:, :3] / rest_scale).T  # R_t R_0ᵀ, (T, 3, 3)
+    turn = Rotation.from_rotvec(head_motion * Rotation.from_matrix(turn).as_rotvec()).as_matrix()
+    posed = np.empty_like(drive)
+    posed[:, :, :3] = ((drive_scale / rest_scale) ** head_motion)[:, None, None] * turn @ still[:, :3]
+    posed[:, :, 3] = still[:, 3] + head_motion * photo_scale / rest_scale * (drive[:, :, 3] - rest[:, 3])
+    frames = apply_transform(posed, target_canon)
+    return LandmarkTrack(frames, track.fps, photo_size, photo, {**track.info, "retargeted": True})
 
 
 def belongs_to(track: LandmarkTrack, photo_landmarks: np.ndarray, photo_size: tuple[int, int],
                tolerance: float = 0.15) -> bool:
     """Whether a track was made for this photo's face: same image size and a neutral face within
-    ``tolerance`` inter-ocular distances (mean point error) of the photo's landmarks."""
+    ``tolerance`` inter-ocular distances (mean point error in x, y) of the photo's landmarks ``(68, 2|3)``."""
     if tuple(track.image_size) != tuple(photo_size):
         return False
-    error = np.linalg.norm(track.neutral - photo_landmarks, axis=-1).mean()
-    return bool(error <= tolerance * inter_ocular(photo_landmarks))
+    photo = np.asarray(photo_landmarks, dtype=np.float64)[:, :2]
+    error = np.linalg.norm(track.neutral[:, :2] - photo, axis=-1).mean()
+    return bool(error <= tolerance * inter_ocular(photo))

@@ -54,7 +54,7 @@ def load_pipeline(source: Optional[Union[str, os.PathLike]] = None, device: Opti
 
 def warm_up(pipe) -> None:
     """Load the face models and run the audio features once, so the first request pays no one-time costs
-    (reading dlib's model files, librosa's first-call compilation)."""
+    (reading the face models, librosa's first-call compilation)."""
     import numpy as np
 
     pipe.face_analyzer  # noqa: B018

@@ -35,7 +35,7 @@ from .edits import add_blinks, add_head_motion
 from .errors import InputError
 from .face import FaceAnalyzer, FaceDetection
 from .images import ImageInput, load_image
-from .landmarks import LandmarkTrack, belongs_to, retarget
+from .landmarks import LandmarkTrack, belongs_to, face_points, retarget
 from .models.face_renderer import LandmarkFaceRenderer
 from .models.landmark_denoiser import LandmarkDenoiser
 from .motion import generate_motion
@@ -88,6 +88,11 @@ class TalkingFaceInputs:
     def image_size(self) -> tuple[int, int]:
         return (self.image.shape[1], self.image.shape[0])
 
+    @property
+    def points3d(self) -> np.ndarray:
+        """The face's 68 points in 3D ``(68, 3)`` (pixels; ``face.landmarks`` are their x, y)."""
+        return face_points(self.face)
+
 
 @dataclass
 class TalkingFacePipelineOutput(BaseOutput):
@@ -112,7 +117,7 @@ class TalkingFacePipeline(DiffusionPipeline):
         renderer_scheduler ([`SchedulerMixin`], *optional*): the diffusion renderer's sampling scheduler (DDIM).
         fps (`float`): video frame rate.
         audio_features (`str`): "logmel" or the HuBERT / wav2vec2 model id or folder the denoiser was trained on.
-        landmark_backend (`str`): "dlib" (offline default) or "fan".
+        landmark_backend (`str`): "mesh" (MediaPipe's face mesh, the default) or the optional "dlib" / "fan".
     """
 
     model_cpu_offload_seq = "landmark_denoiser->face_renderer"
@@ -126,7 +131,7 @@ class TalkingFacePipeline(DiffusionPipeline):
         renderer_scheduler: Optional[SchedulerMixin] = None,
         fps: float = 25.0,
         audio_features: str = "logmel",
-        landmark_backend: str = "dlib",
+        landmark_backend: str = "mesh",
     ) -> None:
         super().__init__()
         self.register_modules(landmark_denoiser=landmark_denoiser, scheduler=scheduler, face_renderer=face_renderer,
@@ -197,7 +202,8 @@ class TalkingFacePipeline(DiffusionPipeline):
         ``blink_rate`` (per minute), when given, adds blinks at natural random times.
         """
         features = self.audio_featurizer(inputs.audio, fps=inputs.fps)  # (T, D)
-        neutral, to_canon = to_canonical(inputs.face.landmarks)
+        face = inputs.points3d
+        neutral, to_canon = to_canonical(face)  # (68, 3), (3, 4)
         scheduler = type(self.scheduler).from_config(self.scheduler.config)  # per call: safe across threads
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator).item())
         bars = []  # the progress bar opens at the first step, when the number of steps is known
@@ -210,13 +216,14 @@ class TalkingFacePipeline(DiffusionPipeline):
                 callback_on_step_end(self, done - 1, None, {})
 
         motion = generate_motion(
-            self.landmark_denoiser, scheduler, features, neutral, num_inference_steps=num_inference_steps,
+            self.landmark_denoiser, scheduler, features, neutral[:, :2], num_inference_steps=num_inference_steps,
             guidance_scale=guidance_scale, generator=generator, progress=on_step,
         )
         for bar in bars:
             bar.close()
+        motion = np.concatenate([motion, np.zeros(motion.shape[:-1] + (1,))], axis=-1)  # (T, 68, 3): x, y only
         frames = from_canonical(neutral[None] + motion, to_canon)
-        track = LandmarkTrack(frames, inputs.fps, inputs.image_size, reference=inputs.face.landmarks,
+        track = LandmarkTrack(frames, inputs.fps, inputs.image_size, reference=face,
                               info={"source": "landmark-diffusion", "steps": num_inference_steps,
                                     "guidance": guidance_scale, "seed": seed})
         if head_motion:
@@ -226,17 +233,21 @@ class TalkingFacePipeline(DiffusionPipeline):
         return track
 
     # --- 3. video -------------------------------------------------------------------------------------
-    def fit_track(self, track: LandmarkTrack, inputs: TalkingFaceInputs) -> np.ndarray:
-        """The track's frames for this photo and recording: retargeted when the track was made for another face,
-        cut or extended (holding the face at rest) to the recording's length."""
-        if not belongs_to(track, inputs.face.landmarks, inputs.image_size):
-            track = retarget(track, inputs.face.landmarks, inputs.image_size)
+    def fitted_track(self, track: LandmarkTrack, inputs: TalkingFaceInputs) -> LandmarkTrack:
+        """The track for this photo and recording: retargeted when it was made for another face, cut or extended
+        (holding the face at rest) to the recording's length."""
+        face = inputs.points3d
+        if not belongs_to(track, face, inputs.image_size):
+            track = retarget(track, face, inputs.image_size)
         frames = track.frames[: inputs.num_frames]
         missing = inputs.num_frames - len(frames)
         if missing:
-            rest = np.repeat(inputs.face.landmarks[None], missing, axis=0)
-            frames = np.concatenate([frames, rest.astype(frames.dtype)])
-        return frames
+            frames = np.concatenate([frames, np.repeat(face[None], missing, axis=0).astype(frames.dtype)])
+        return track.replace(frames)
+
+    def fit_track(self, track: LandmarkTrack, inputs: TalkingFaceInputs) -> np.ndarray:
+        """The renderers' input: the image points ``(T, 68, 2)`` of :meth:`fitted_track`."""
+        return self.fitted_track(track, inputs).points2d
 
     @property
     def renderers(self) -> list[str]:

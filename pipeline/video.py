@@ -18,7 +18,7 @@ from typing import Callable, Iterator, Optional, Union
 import numpy as np
 
 from .errors import InputError, NoFaceError
-from .landmarks import LandmarkTrack
+from .landmarks import LandmarkTrack, face_points
 
 logger = logging.getLogger(__name__)
 
@@ -171,10 +171,11 @@ def extract_track(
     smoothing: float = 0.7,
     progress: Optional[Callable[[int], None]] = None,
 ) -> tuple[LandmarkTrack, ExtractionReport]:
-    """Detect 68 landmarks on every frame of a talking-face video.
+    """Detect 68 landmarks (in 3D: :func:`~pipeline.landmarks.face_points`) on every frame of a talking-face video.
 
-    Frames without a face are filled by linear interpolation from their neighbours and listed in the
-    report; detector jitter is reduced by a light temporal Gaussian (``smoothing`` frames sigma).
+    The face is tracked from frame to frame (:meth:`~pipeline.face.FaceAnalyzer.tracker`). Frames without a face
+    are filled by linear interpolation from their neighbours and listed in the report; detector jitter is reduced
+    by a light temporal Gaussian (``smoothing`` frames sigma).
     """
     from .edits import smooth
     from .face import FaceAnalyzer
@@ -183,10 +184,11 @@ def extract_track(
     fps = video_fps(video)
     points: list[Optional[np.ndarray]] = []
     size = (0, 0)
+    tracker = analyzer.tracker()
     for i, frame in enumerate(iter_video_frames(video)):
         size = (frame.shape[1], frame.shape[0])
-        detection = analyzer.try_detect(frame)
-        points.append(None if detection is None else detection.landmarks)
+        detection = tracker.update(frame)
+        points.append(None if detection is None else face_points(detection))
         if progress is not None:
             progress(i)
     report = ExtractionReport([i for i, p in enumerate(points) if p is None], len(points))
@@ -207,4 +209,4 @@ def _fill_missing(points: list[Optional[np.ndarray]]) -> np.ndarray:
     values = np.stack([points[i] for i in known]).reshape(len(known), -1)
     t = np.arange(len(points))
     filled = np.stack([np.interp(t, known, values[:, k]) for k in range(values.shape[1])], axis=1)
-    return filled.reshape(len(points), -1, 2).astype(np.float32)
+    return filled.reshape(len(points), -1, 3).astype(np.float32)

@@ -199,14 +199,14 @@ def test_controls(talking):
 def test_click_selects_then_moves_with_easing(session):
     frame = 20
     target_point = 57
-    view_xy = session.view.to_view(session.track.frames[frame, target_point])
+    view_xy = session.view.to_view(session.track.points2d[frame, target_point])
     selected, message = al.click(session, frame, view_xy + 1)
     assert selected.selected == target_point and "selected" in message
     assert selected.track is session.track and not selected.can_undo  # selecting is not an edit
     goal = view_xy + [0, 30]
     moved, message = al.click(selected, frame, goal, radius=3)
     assert "Moved point 57" in message and moved.selected is None and moved.can_undo
-    assert np.allclose(moved.view.to_view(moved.track.frames[frame, target_point]), goal, atol=1e-3)
+    assert np.allclose(moved.view.to_view(moved.track.points2d[frame, target_point]), goal, atol=1e-3)
     shift = np.linalg.norm(moved.track.frames[:, target_point] - session.track.frames[:, target_point], axis=-1)
     assert shift[frame - 3 : frame + 4].min() > 0 and shift[: frame - 3].max() == 0 and shift[frame + 4 :].max() == 0
     nothing, message = al.click(session, frame, (-100, -100))
@@ -216,11 +216,11 @@ def test_click_selects_then_moves_with_easing(session):
 
 
 def test_point_edits_survive_control_changes_and_undo(session):
-    moved = al.with_point_moved(session, 10, 57, session.track.frames[10, 57] + [0, 8])
+    moved = al.with_point_moved(session, 10, 57, session.track.points2d[10, 57] + [0, 8])
     louder = al.with_controls(moved, replace(moved.controls, intensity=1.5))
     assert louder.edits == moved.edits
     delta = louder.track.frames[10, 57] - al.apply_controls(louder.base, louder.controls, louder.seed).frames[10, 57]
-    assert np.allclose(delta, [0, 8], atol=1e-3)
+    assert np.allclose(delta, [0, 8, 0], atol=1e-3)
     assert al.with_controls(louder, louder.controls) is louder
     back = al.undo(louder)
     assert back.controls == moved.controls and np.allclose(back.track.frames, moved.track.frames)
@@ -236,7 +236,7 @@ def test_undo_stack_is_bounded_and_with_base_is_undoable(session, talking):
     for i in range(al.MAX_UNDO + 5):
         s = al.with_controls(s, replace(s.controls, smoothing=0.1 * (i + 1)))
     assert len(s.history) == al.MAX_UNDO
-    other = talking.replace(talking.frames + [3.0, 0.0])
+    other = talking.replace(talking.frames + [3.0, 0.0, 0.0])
     swapped = al.with_base(session, other)
     assert np.allclose(swapped.track.frames, other.frames, atol=1e-3)
     assert np.allclose(al.undo(swapped).track.frames, session.track.frames, atol=1e-3)
@@ -285,7 +285,7 @@ def test_edit_then_render(client, media, tmp_path):
     assert np.ptp(louder.frames[:, lower], axis=0).mean() > 1.3 * np.ptp(base.frames[:, lower], axis=0).mean()
     assert np.allclose(louder.frames[:, 36:48], base.frames[:, 36:48], atol=0.05)  # eyes untouched
     # a point moved elsewhere (here with pipeline.edits), brought back as JSON
-    edited = move_point(louder, 20, 57, louder.frames[20, 57] + [0, 12])
+    edited = move_point(louder, 20, 57, louder.points2d[20, 57] + [0, 12])
     edited_path = edited.save(tmp_path / "edited.json")
     loaded_json, *_ = client.predict(handle_file(str(edited_path)), handle_file(str(media / "photo.png")),
                                      handle_file(str(media / "speech.wav")), 20, api_name="/load_track")

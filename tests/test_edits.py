@@ -62,10 +62,13 @@ def test_random_blinks_are_seeded(talking):
 
 
 def test_move_point_eases_into_neighbours(talking):
-    target = talking.frames[20, 57] + np.array([0.0, 10.0])
+    target = talking.points2d[20, 57] + np.array([0.0, 10.0])
     out = move_point(talking, 20, 57, target, radius_frames=4)
     delta = out.frames[:, 57, 1] - talking.frames[:, 57, 1]
-    assert np.allclose(out.frames[20, 57], target, atol=1e-4)
+    assert np.allclose(out.points2d[20, 57], target, atol=1e-4)
+    assert np.array_equal(out.frames[:, 57, 2], talking.frames[:, 57, 2])  # (x, y) keeps the depth
+    deeper = move_point(talking, 20, 57, [*target, talking.frames[20, 57, 2] + 5.0], radius_frames=0)
+    assert deeper.frames[20, 57, 2] == pytest.approx(talking.frames[20, 57, 2] + 5.0)
     assert 0 < delta[18] < delta[19] < 10 and 0 < delta[22] < delta[21] < 10
     assert np.allclose(delta[:15], 0) and np.allclose(delta[26:], 0)
     others = np.delete(np.arange(68), 57)

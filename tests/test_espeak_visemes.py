@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pipeline.canonical import mean_face, to_canonical
+from pipeline.canonical import mean_face, pose_from_transform, to_canonical
 from pipeline.landmarks import LandmarkTrack
 from pipeline.regions import LOWER_FACE, NUM_POINTS
 from training.data import espeak
@@ -67,7 +67,7 @@ def test_bilabials_close_the_lips(motion):
 
 
 def test_open_vowel_opens_wide_and_jaw_drops_less(motion):
-    neutral = mean_face()
+    neutral = mean_face()[:, :2]
     gap = inner_gap(motion)
     peak = max(frames_in("a"), key=lambda i: gap[i])
     assert 0.25 <= gap[peak] <= 0.35
@@ -77,7 +77,7 @@ def test_open_vowel_opens_wide_and_jaw_drops_less(motion):
 
 
 def test_rest_at_both_ends_equals_neutral(motion):
-    neutral = mean_face()
+    neutral = mean_face()[:, :2]
     t = (np.arange(NUM_FRAMES) + 0.5) / FPS
     rest = (t < 0.25) | (t > 1.5)
     assert rest.sum() >= 10
@@ -88,7 +88,7 @@ def test_rest_at_both_ends_equals_neutral(motion):
 
 
 def test_given_neutral_face_is_the_rest_shape():
-    neutral = mean_face().copy()
+    neutral = mean_face()[:, :2].copy()
     neutral[60:68, 1] += np.array([0, -0.03, -0.03, -0.03, 0, 0.03, 0.03, 0.03])  # an open-mouthed face
     out = phonemes_to_motion(PHONEMES, NUM_FRAMES, FPS, neutral_canonical=neutral)
     np.testing.assert_allclose(out[0], neutral, atol=1e-12)
@@ -105,7 +105,7 @@ def test_deterministic_for_a_seed(motion):
 
 
 def test_intensity_scales_the_opening(motion):
-    rest_gap = inner_gap(mean_face())
+    rest_gap = inner_gap(mean_face()[:, :2])
     open_frames = frames_in("a")
     full = inner_gap(motion[open_frames]).max() - rest_gap
     half = phonemes_to_motion(PHONEMES, NUM_FRAMES, FPS, intensity=0.5)
@@ -125,7 +125,7 @@ def test_lip_shapes():
         return phonemes_to_motion([(0.0, 0.5, "_"), (0.5, 1.0, symbol), (1.0, 1.5, "_")], 38, FPS)[18]
 
     width = lambda p: p[54, 0] - p[48, 0]  # noqa: E731
-    rest = mean_face()
+    rest = mean_face()[:, :2]
     assert width(hold("u:")) < width(rest) - 0.1 < width(hold("i:")) - 0.1  # rounded vs spread
     assert width(hold("w")) < width(rest) - 0.1
     assert inner_gap(hold("f")) < 0.03  # lower lip up to the upper teeth
@@ -144,27 +144,28 @@ def test_symbol_table():
     assert len(viseme_for("aI")) == len(GLIDES["aI"]) == 2
     # an unknown symbol opens the mouth like a neutral vowel
     out = phonemes_to_motion([(0.0, 0.4, "_"), (0.4, 0.8, "Q!!"), (0.8, 1.2, "_")], 30, FPS)
-    assert inner_gap(out[15]) > inner_gap(mean_face()) + 0.05
+    assert inner_gap(out[15]) > inner_gap(mean_face()[:, :2]) + 0.05
 
 
 def test_speech_track_for_face(astronaut_landmarks):
     face = astronaut_landmarks
     track = speech_track_for_face(face, (512, 512), PHONEMES, NUM_FRAMES, FPS, seed=0)
-    assert track.frames.shape == (NUM_FRAMES, NUM_POINTS, 2) and track.fps == FPS
-    np.testing.assert_allclose(track.reference, face)
+    assert track.frames.shape == (NUM_FRAMES, NUM_POINTS, 3) and track.fps == FPS
+    np.testing.assert_allclose(track.reference[:, :2], face)
     assert track.info["source"] == "espeak-visemes"
-    canon, matrices = track.canonical()
+    canon, _ = track.canonical()
     face_canon, face_matrix = to_canonical(face)
     gap = inner_gap(canon)
     assert np.abs(gap[frames_in("m")]).max() < 0.01
     assert gap[frames_in("a")].max() > inner_gap(face_canon) + 0.1
-    # subtle head motion: under 2.5 degrees of roll and small shifts (pixel-to-canonical matrices)
-    angles = np.degrees(np.arctan2(matrices[:, 1, 0], matrices[:, 0, 0]) - np.arctan2(face_matrix[1, 0], face_matrix[0, 0]))
-    assert np.abs(angles).max() < 2.5
+    # subtle head motion: under 2.5 degrees of yaw, pitch and roll, and small shifts
+    turns = track.pose[:, :3] - pose_from_transform(face_matrix)[:3]
+    assert np.abs(turns).max() < 2.5
     # without head motion and blinks, only the lower face moves
     still = speech_track_for_face(face, (512, 512), PHONEMES, NUM_FRAMES, FPS, head_motion=False, blinks=False)
     upper = [i for i in range(NUM_POINTS) if i not in LOWER_FACE]
-    np.testing.assert_allclose(still.frames[:, upper], np.broadcast_to(face[upper], (NUM_FRAMES, len(upper), 2)), atol=1e-3)
+    np.testing.assert_allclose(still.points2d[:, upper], np.broadcast_to(face[upper], (NUM_FRAMES, len(upper), 2)),
+                               atol=1e-3)
     LandmarkTrack.from_dict(track.to_dict())  # valid when saved
 
 

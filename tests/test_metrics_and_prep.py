@@ -26,7 +26,7 @@ def talking_track(num_frames: int = 80, seed: int = 0) -> np.ndarray:
     """The mean face with the lower inner lip following a random smooth opening (IOD)."""
     rng = np.random.default_rng(seed)
     opening = np.convolve(rng.random(num_frames + 8), np.ones(5) / 5, mode="same")[4:-4] * 0.2
-    track = np.repeat(mean_face()[None], num_frames, axis=0).copy()
+    track = np.repeat(mean_face()[None, :, :2], num_frames, axis=0).copy()
     track[:, LOWER_INNER, 1] += opening[:, None]
     return track
 
@@ -36,7 +36,7 @@ def talking_track(num_frames: int = 80, seed: int = 0) -> np.ndarray:
 
 
 def test_mouth_aperture_is_inner_lip_gap():
-    face = mean_face()
+    face = mean_face()[:, :2]
     base = mouth_aperture(face)[0]
     moved = face.copy()
     moved[LOWER_INNER, 1] += 0.1
@@ -81,7 +81,7 @@ def test_lmd_plain_and_motion():
 
 
 def test_jitter():
-    face = mean_face()
+    face = mean_face()[:, :2]
     steady = face[None] + np.arange(10)[:, None, None] * np.array([0.01, 0.0])  # uniform motion
     assert landmark_jitter(steady) == pytest.approx(0.0, abs=1e-12)
     flicker = face[None] + (np.arange(10) % 2)[:, None, None] * np.array([0.0, 0.01])
@@ -163,10 +163,14 @@ def test_choose_neutral_prefers_closed_mouth():
     from training.data.prepare_clips import choose_neutral, fit_length
 
     track = talking_track(40, seed=2)
+    pose = np.zeros((40, 6))
     track[0, LOWER_INNER, 1] += 0.1  # starts open: the most closed frame wins
-    assert choose_neutral(track) == int(np.argmin(mouth_aperture(track)))
+    assert choose_neutral(track, pose) == int(np.argmin(mouth_aperture(track)))
     track[0] = track[int(np.argmin(mouth_aperture(track)))]  # starts closed: the first frame wins
-    assert choose_neutral(track) == 0
+    assert choose_neutral(track, pose) == 0
+    turned = pose.copy()
+    turned[:15, 0] = 25.0  # the clip starts looking aside: the neutral comes from the frontal rest
+    assert choose_neutral(track, turned) >= 15
     assert fit_length(track, 45).shape == (45, 68, 2) and (fit_length(track, 45)[-1] == track[-1]).all()
     assert fit_length(track, 30).shape == (30, 68, 2)
 
@@ -181,7 +185,7 @@ def test_energy_baseline_fit_recovers_gain():
     audio = speechlike(2.0)
     energy = energy_envelope(audio, 25.0, 50)
     assert energy.shape == (50,) and 0 <= energy.min() and energy.max() <= 1 and energy.std() > 0.1
-    neutral = mean_face()
+    neutral = mean_face()[:, :2]
     track = energy_track(neutral, energy, 0.08)
     np.testing.assert_allclose(mouth_aperture(track), mouth_aperture(neutral)[0] + 0.08 * energy)
     ex = Example(audio, track, neutral, 25.0, "clips", "synthetic")

@@ -1,6 +1,7 @@
 """Property tests (hypothesis) of the landmark track format and the track edits.
 
-(a) Any valid track survives save -> load (within the format's 2-decimal rounding) and to_dict -> from_dict.
+(a) Any valid track (3D, or 2D lifted) survives save -> load (within the format's 2-decimal rounding) and
+    to_dict -> from_dict; saving what was loaded changes nothing, and the saved pose never re-poses a frame.
 (b) Any JSON value, any mutation of a valid document and any damaged byte string given to
     ``LandmarkTrack.load(bytes)`` either loads a valid track or raises TrackError, never anything else.
 (c) The edits keep their promises (smooth, scale_motion, move_point, add_blinks) and never change their input.
@@ -17,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, assume, event, example, given, settings
 from hypothesis import strategies as st
 
-from pipeline.canonical import mean_face, to_canonical
+from pipeline.canonical import from_canonical, mean_face, to_canonical, transform_from_pose
 from pipeline.edits import add_blinks, add_head_motion, move_point, scale_motion, smooth
 from pipeline.errors import TrackError
 from pipeline.landmarks import FORMAT, MAX_IMAGE_SIDE, VERSION, LandmarkTrack
@@ -48,7 +49,8 @@ plain_json = st.recursive(
 @st.composite
 def valid_tracks(draw, max_frames: int = 50) -> LandmarkTrack:
     """Random tracks the format accepts: T in 1..max_frames, fps in [1, 120], any image size, points anywhere in
-    the image (edges included), an optional reference and optional free-form info."""
+    the image (edges included) with a depth within the image's size or none (lifted), an optional reference and
+    optional free-form info."""
     num_frames = draw(st.integers(1, max_frames))
     fps = draw(st.one_of(st.integers(1, 120), st.floats(1.0, 120.0)))
     side = st.one_of(st.integers(1, 64), st.integers(1, MAX_IMAGE_SIDE), st.sampled_from([1, 512, MAX_IMAGE_SIDE]))
@@ -62,34 +64,36 @@ def valid_tracks(draw, max_frames: int = 50) -> LandmarkTrack:
     if draw(st.booleans()):  # whole pixels
         frames = np.floor(frames)
     reference = rng.uniform(0, 1, (NUM_POINTS, 2)) * size if draw(st.booleans()) else None
+    if draw(st.booleans()):  # 3D points (else the track lifts them)
+        depth = max(width, height)
+        frames = np.concatenate([frames, rng.uniform(-depth, depth, frames.shape[:-1] + (1,))], axis=-1)
+        if reference is not None:
+            reference = np.concatenate([reference, rng.uniform(-depth, depth, (NUM_POINTS, 1))], axis=-1)
     info = draw(st.dictionaries(st.text(max_size=10), plain_json, max_size=4))
     return LandmarkTrack(frames, fps, (width, height), reference, info)
 
 
-def _face(rng: np.random.Generator, scale: float, angle: float, centre) -> np.ndarray:
-    """The mean face scaled (pixels between the outer eye corners), rotated and placed, with a little jitter."""
-    c, s = math.cos(angle), math.sin(angle)
-    points = mean_face() @ np.array([[c, -s], [s, c]]).T * scale + np.asarray(centre)
-    return points + rng.normal(0, 0.01 * scale, points.shape)
+def _face(rng: np.random.Generator, pose) -> np.ndarray:
+    """The mean face in a head ``pose`` ``[yaw, pitch, roll, tx, ty, scale]`` (3D pixels), with a little jitter."""
+    points = from_canonical(mean_face(), transform_from_pose(pose))
+    return points + rng.normal(0, 0.01 * pose[5], points.shape)
 
 
 @st.composite
 def face_tracks(draw, max_frames: int = 40) -> LandmarkTrack:
-    """Plausible face tracks (what the edits are for): a random face, pose drifting and expression moving per
-    frame, with its neutral face as the reference."""
+    """Plausible face tracks (what the edits are for): a random face, its head pose drifting and expression
+    moving per frame, with its neutral face as the reference."""
     num_frames = draw(st.integers(1, max_frames))
     fps = draw(st.sampled_from([24.0, 25.0, 30.0, 60.0]))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     scale = draw(st.floats(20.0, 400.0))
-    angle = draw(st.floats(-0.6, 0.6))
-    centre = (draw(st.floats(200.0, 800.0)), draw(st.floats(200.0, 800.0)))
-    neutral = _face(rng, scale, angle, centre)
-    drift = np.cumsum(rng.normal(0, 0.01, (num_frames, 3)), axis=0)  # pose random walk: angle, dx, dy
-    frames = np.empty((num_frames, NUM_POINTS, 2))
-    for t in range(num_frames):
-        c, s = math.cos(drift[t, 0]), math.sin(drift[t, 0])
-        moved = (neutral - centre) @ np.array([[c, -s], [s, c]]).T + centre + drift[t, 1:] * scale
-        frames[t] = moved + rng.normal(0, 0.03 * scale, moved.shape)
+    pose = np.array([draw(st.floats(-40, 40)), draw(st.floats(-25, 25)), draw(st.floats(-35, 35)),
+                     draw(st.floats(200.0, 800.0)), draw(st.floats(200.0, 800.0)), scale])
+    neutral = _face(rng, pose)
+    canon, _ = to_canonical(neutral)
+    drift = np.cumsum(rng.normal(0, 1, (num_frames, 6)), axis=0) * [0.6, 0.6, 0.6, 0.01 * scale, 0.01 * scale, 0]
+    frames = from_canonical(canon, transform_from_pose(pose + drift))  # the head turns, shifts
+    frames += rng.normal(0, 0.03 * scale, frames.shape)  # and the face moves
     return LandmarkTrack(frames, fps, (1024, 1024), reference=neutral if draw(st.booleans()) else None,
                          info={"seed": 1})
 
@@ -133,6 +137,8 @@ def _assert_round_trip(back: LandmarkTrack, track: LandmarkTrack) -> None:
 def test_valid_tracks_survive_save_and_load(track, tmp_path_factory):
     path = track.save(tmp_path_factory.mktemp("track") / "t.json")
     _assert_round_trip(LandmarkTrack.load(path), track)
+    saved = np.asarray(json.loads(path.read_text())["frames"], dtype=np.float32)
+    assert np.array_equal(LandmarkTrack.load(path).frames, saved)  # its own pose re-posed nothing
     _assert_round_trip(LandmarkTrack.load(path.read_bytes()), track)
     again = LandmarkTrack.load(LandmarkTrack.load(path).save(path))  # saving what was loaded changes nothing
     assert np.array_equal(again.frames, LandmarkTrack.load(path).frames)
@@ -162,10 +168,10 @@ def _load_or_track_error(raw: bytes) -> None:
         raise AssertionError(f"{type(exc).__name__} instead of TrackError: {exc}") from exc
     event("loaded")
     assert isinstance(track, LandmarkTrack)
-    assert track.frames.ndim == 3 and track.frames.shape[1:] == (NUM_POINTS, 2) and track.num_frames >= 1
+    assert track.frames.ndim == 3 and track.frames.shape[1:] == (NUM_POINTS, 3) and track.num_frames >= 1
     assert np.isfinite(track.frames).all() and 1 <= track.fps <= 120 and math.isfinite(track.fps)
     assert all(isinstance(v, int) and 1 <= v <= MAX_IMAGE_SIDE for v in track.image_size)
-    assert track.reference is None or (track.reference.shape == (NUM_POINTS, 2) and np.isfinite(track.reference).all())
+    assert track.reference is None or (track.reference.shape == (NUM_POINTS, 3) and np.isfinite(track.reference).all())
     assert isinstance(track.info, dict)
 
 
@@ -175,7 +181,8 @@ def _dumps(value) -> bytes:
 
 @MANY
 @given(value=json_values)
-@example(value={"format": FORMAT, "version": VERSION, "fps": 25, "image_size": [10, 10], "frames": [[[1, 2]] * 68]})
+@example(value={"format": FORMAT, "version": VERSION, "fps": 25, "image_size": [10, 10], "frames": [[[1, 2, 0]] * 68]})
+@example(value={"format": FORMAT, "version": 1, "fps": 25, "image_size": [10, 10], "frames": [[[1, 2]] * 68]})
 @example(value={"format": FORMAT, "version": True, "fps": 25.0, "image_size": [10, 10],
                 "frames": [[["1.5", True]] * 68]})
 def test_any_json_value_loads_or_raises_track_error(value):
@@ -183,12 +190,11 @@ def test_any_json_value_loads_or_raises_track_error(value):
 
 
 def _valid_document(frames: int = 3) -> dict:
-    face = np.round(_face(np.random.default_rng(0), 60.0, 0.1, (100, 100)), 2).tolist()
-    return {"format": FORMAT, "version": VERSION, "fps": 25, "image_size": [200, 200],
-            "frames": [face] * frames, "reference": face, "info": {"source": "test"}}
+    face = _face(np.random.default_rng(0), [15.0, -5.0, 6.0, 100.0, 100.0, 60.0])
+    return LandmarkTrack([face] * frames, 25, (200, 200), face, {"source": "test"}).to_dict()
 
 
-KEYS = ["format", "version", "fps", "image_size", "frames", "reference", "info"]
+KEYS = ["format", "version", "fps", "image_size", "frames", "pose", "reference", "info"]
 #: Raw JSON tokens that json.dumps cannot write (over-long integers) or that are easier to splice in as text.
 RAW_TOKENS = {"@HUGE@": "9" * 400, "@HUGER@": "1" * 5000, "@NEGHUGE@": "-" + "9" * 400, "@BIGEXP@": "1e400",
               "@NAN@": "NaN", "@INF@": "Infinity", "@NEGINF@": "-Infinity", "@TINY@": "1e-400"}
@@ -366,11 +372,12 @@ def test_move_point_changes_one_point_near_one_frame_and_hits_the_target(data, t
     point = data.draw(st.integers(0, NUM_POINTS - 1))
     radius = data.draw(st.integers(0, 12))
     offset = data.draw(st.tuples(st.floats(-200, 200), st.floats(-200, 200)))
-    target = track.frames[frame, point].astype(np.float64) + offset
+    target = track.frames[frame, point, :2].astype(np.float64) + offset
     frozen = _frozen(track)
     out = move_point(track, frame, point, target, radius)
     assert _unchanged(track, frozen)
-    np.testing.assert_array_max_ulp(out.frames[frame, point], target.astype(np.float32), maxulp=1)  # float32-exact
+    np.testing.assert_array_max_ulp(out.frames[frame, point, :2], target.astype(np.float32), maxulp=1)  # float32-exact
+    assert np.array_equal(out.frames[:, point, 2], track.frames[:, point, 2])  # the depth stays
     others = np.ones(NUM_POINTS, bool)
     others[point] = False
     assert np.array_equal(out.frames[:, others], track.frames[:, others])

@@ -33,9 +33,13 @@ from pipeline.models import LandmarkDenoiser  # noqa: E402
 from pipeline.motion import random_known_mask, training_loss  # noqa: E402
 from training import loop  # noqa: E402
 from training.checkpointing import save_checkpoint, save_into_pipeline  # noqa: E402
+from training.data.clip_sources import licence_summary  # noqa: E402
 from training.data.format import Example, find_examples  # noqa: E402
 
 logger = logging.getLogger("train_landmarks")
+#: Where the landmark targets come from (recorded in training_info.json): no research-use landmark model.
+LABELS = ("real clips: the MediaPipe face mesh front end (Apache-2.0), its 68-point map, pose removed in 3D "
+          "(pipeline.canonical); synthetic corpora: visemes on faces varied around the mesh-derived mean face")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -82,8 +86,10 @@ class WindowSampler:
         }
 
 
-def load_sources(config: dict, featurizer) -> tuple[list[tuple[list[Utterance], float]], dict[str, int]]:
-    sources, counts = [], {}
+def load_sources(config: dict, featurizer) -> tuple[list[tuple[list[Utterance], float]], dict[str, int], list[str]]:
+    """The utterances of each data folder with its weight, the number of examples per folder, and the names of the
+    real clips among them (for the licence record)."""
+    sources, counts, clip_names = [], {}, []
     for entry in config["data"]:
         folder = REPO / entry["path"]
         utterances = []
@@ -92,9 +98,11 @@ def load_sources(config: dict, featurizer) -> tuple[list[tuple[list[Utterance], 
             feats = featurizer(ex.audio, fps=ex.fps)
             n = min(len(feats), len(ex.canonical))
             utterances.append(Utterance(ex.canonical[:n] - ex.neutral, ex.neutral, feats[:n]))
+            if ex.source == "clips":
+                clip_names.append(ex.name)
         counts[entry["path"]] = len(utterances)
         sources.append((utterances, float(entry["weight"])))
-    return sources, counts
+    return sources, counts, clip_names
 
 
 def main(args: argparse.Namespace) -> None:
@@ -104,7 +112,7 @@ def main(args: argparse.Namespace) -> None:
     accelerator = loop.start(config)
 
     featurizer = make_audio_features(None if config["audio_features"] == "logmel" else config["audio_features"])
-    sources, counts = load_sources(config, featurizer)
+    sources, counts, clip_names = load_sources(config, featurizer)
     logger.info("data: %s", counts)
     if args.init_from is not None:
         model = LandmarkDenoiser.from_pretrained(args.init_from)
@@ -144,11 +152,11 @@ def main(args: argparse.Namespace) -> None:
 
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        save_final(accelerator.unwrap_model(model), ema, noise_scheduler, config, counts, step, args)
+        save_final(accelerator.unwrap_model(model), ema, noise_scheduler, config, counts, clip_names, step, args)
 
 
-def save_final(model, ema: EMAModel, noise_scheduler, config: dict, counts: dict, steps: int,
-               args: argparse.Namespace) -> None:
+def save_final(model, ema: EMAModel, noise_scheduler, config: dict, counts: dict, clip_names: list[str],
+               steps: int, args: argparse.Namespace) -> None:
     """Write the EMA weights and the sampling scheduler with ``save_pretrained``, plus how they were made."""
     final: Path = config["final_dir"]
     ema.copy_to(model.parameters())
@@ -162,6 +170,8 @@ def save_final(model, ema: EMAModel, noise_scheduler, config: dict, counts: dict
         "seed": config["seed"],
         "steps": steps,
         "data_examples": counts,
+        "labels": LABELS,
+        "real_clips": licence_summary(clip_names),
         "audio_features": config["audio_features"],
         "config": {k: v for k, v in config.items() if k not in ("output_dir", "final_dir")},
     }

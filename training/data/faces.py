@@ -12,7 +12,8 @@ have no video, so their landmark tracks are made up: the lips and jaw from phone
   head pose (what remains of yaw and pitch after the canonical alignment). The lips and the moving jaw
   (points 3-13) are never touched, so the mouth stays purely audio-driven.
 
-Everything is in the canonical space of :mod:`pipeline.canonical` (inter-ocular distance 1, +y down) and
+Everything is in the x, y plane of the (frontal, pose-free) canonical space of :mod:`pipeline.canonical`
+(inter-ocular distance 1, +y down) and
 seeded only by the ``rng`` passed in.
 """
 
@@ -76,7 +77,7 @@ def random_neutral_face(rng: np.random.Generator) -> np.ndarray:
     mean face on the stable points, as :func:`pipeline.canonical.to_canonical` would, so its
     inter-ocular distance stays about 1.
     """
-    face = np.array(mean_face(), dtype=np.float64)
+    face = np.array(mean_face()[:, :2], dtype=np.float64)
     jaw, mouth = list(JAW), list(MOUTH)
     eye_y = float(face[[36, 39, 42, 45], 1].mean())
 
@@ -155,7 +156,7 @@ def random_neutral_face(rng: np.random.Generator) -> np.ndarray:
             face[up, 1] = face[lo, 1] = mid
 
     # back onto the mean face's stable points (canonical space)
-    matrix = similarity_transform(face[list(STABLE)], mean_face()[list(STABLE)])
+    matrix = similarity_transform(face[list(STABLE)], mean_face()[list(STABLE), :2])
     return apply_transform(matrix, face)
 
 
@@ -200,7 +201,7 @@ def natural_upper_motion(num_frames: int, fps: float, rng: np.random.Generator,
     """
     if num_frames < 0:
         raise ValueError(f"num_frames must not be negative, got {num_frames}.")
-    face = mean_face() if neutral is None else np.asarray(neutral, dtype=np.float64)
+    face = mean_face()[:, :2] if neutral is None else np.asarray(neutral, dtype=np.float64)
     out = np.zeros((num_frames, NUM_POINTS, 2))
     if num_frames == 0:
         return out

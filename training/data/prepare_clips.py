@@ -9,8 +9,9 @@ work. For each video:
 
 1. audio: ``<stem>.wav`` beside the video, or ``audio16k.wav`` when the video is alone in its folder,
    otherwise the video's own sound track, decoded by :func:`pipeline.audio.load_audio`;
-2. landmarks on every frame with the project's detector (:func:`pipeline.video.extract_track`; frames
-   without a face are interpolated from their neighbours and counted), converted to canonical space;
+2. landmarks on every frame with the project's 3D front end (:func:`pipeline.video.extract_track`; frames
+   without a face are interpolated from their neighbours and counted), brought into the pose-free canonical
+   space (a 3D similarity on the stable points removes yaw, pitch and roll); the examples keep its x, y plane;
 3. the neutral face (see :func:`choose_neutral`);
 4. the track is trimmed or padded (last frame repeated) to exactly
    ``num_video_frames(len(audio), fps)`` frames, so audio and landmarks cover the same time;
@@ -44,15 +45,13 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from pipeline.audio import SAMPLE_RATE, load_audio, num_video_frames  # noqa: E402
 from pipeline.errors import AudioError, InputError, NoFaceError  # noqa: E402
-from pipeline.regions import EYE_OUTER_CORNERS, JAW, MIRROR, NOSE  # noqa: E402
+from pipeline.regions import MIRROR  # noqa: E402
 from training.data.format import Example  # noqa: E402
 from training.metrics import mouth_aperture  # noqa: E402
 
 VIDEO_SUFFIXES = {".mp4", ".mpg", ".mpeg", ".mov", ".avi", ".mkv", ".webm", ".m4v"}
 SOURCE = "clips"
 MIRROR_SUFFIX = "-mirror"
-#: Points whose canonical position changes with head yaw/pitch but hardly with speech.
-POSE_POINTS = JAW[:4] + JAW[13:] + NOSE + EYE_OUTER_CORNERS + (39, 42)
 #: Share of frames (closest to the median pose) among which the neutral face is looked for.
 NEUTRAL_POSE_QUANTILE = 0.5
 #: The first frame is the neutral face when its mouth is within this many IOD of the most closed one.
@@ -126,22 +125,19 @@ def find_audio(video: Path) -> Optional[Path]:
 # Track processing
 
 
-def choose_neutral(canonical: np.ndarray) -> int:
+def choose_neutral(canonical: np.ndarray, pose: np.ndarray) -> int:
     """Index of the frame used as the clip's neutral (rest) face.
 
-    Candidates are the half of the frames whose head pose is closest to the clip's median pose (pose is
-    read from the canonical positions of the upper jaw line, nose and eye corners, which move with yaw
-    and pitch but not with speech). Among them the frame with the most closed mouth (smallest inner-lip
-    gap) wins, except that the first frame is preferred when it is a candidate and its mouth is within
+    Candidates are the half of the frames whose head rotation (yaw, pitch, roll of ``pose`` ``(T, 6)``) is closest
+    to the clip's median. Among them the frame with the most closed mouth (smallest inner-lip gap of
+    ``canonical``) wins, except that the first frame is preferred when it is a candidate and its mouth is within
     :data:`FIRST_FRAME_TOLERANCE` of that: clips usually start at rest, and the first frame is also the
     reference photo the app would be given.
     """
-    canonical = np.asarray(canonical, dtype=np.float64)
-    idx = list(POSE_POINTS)
-    pose = canonical[:, idx]
-    distance = np.linalg.norm(pose - np.median(pose, axis=0)[None], axis=-1).mean(axis=1)
+    angles = np.asarray(pose, dtype=np.float64)[:, :3]
+    distance = np.linalg.norm(angles - np.median(angles, axis=0)[None], axis=-1)
     candidates = np.flatnonzero(distance <= np.quantile(distance, NEUTRAL_POSE_QUANTILE))
-    aperture = mouth_aperture(canonical)
+    aperture = mouth_aperture(np.asarray(canonical, dtype=np.float64))
     best = int(candidates[np.argmin(aperture[candidates])])
     if 0 in candidates and aperture[0] <= aperture[best] + FIRST_FRAME_TOLERANCE:
         return 0
@@ -202,10 +198,10 @@ def prepare_clip(video: Path, name: str, holdout: bool, smoothing: float = 0.7, 
         result.error = str(exc)
         result.took = time.perf_counter() - start
         return result
-    canonical, _ = track.canonical()
+    canonical = track.canonical()[0][..., :2]  # (T, 68, 2): the pose-free x, y plane
     result.video_frames = track.num_frames
     result.missing_frames = list(report.missing_frames)
-    result.neutral_frame = choose_neutral(canonical)
+    result.neutral_frame = choose_neutral(canonical, track.pose)
     neutral = canonical[result.neutral_frame]
     canonical = fit_length(canonical, num_video_frames(len(audio), track.fps))
     result.seconds = len(audio) / SAMPLE_RATE

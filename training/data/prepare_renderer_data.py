@@ -94,7 +94,7 @@ def prepare_clip(video: Path, name: str, resolution: int = 128, smoothing: float
                  max_frames: Optional[int] = None) -> RendererClip:
     """Crops, landmarks and warp renders of one video (see the module docstring); raises InputError without a face."""
     track, report = extract_track(video, analyzer, smoothing=smoothing)
-    photo_points = np.asarray(track.frames, np.float64)
+    photo_points = np.asarray(track.points2d, np.float64)
     frames = []
     for i, frame in enumerate(iter_video_frames(video)):
         if i == len(photo_points) or (max_frames is not None and i == max_frames):

@@ -476,7 +476,7 @@ def phonemes_to_motion(
         raise ValueError(f"num_frames must not be negative, got {num_frames}.")
     if not fps > 0:
         raise ValueError(f"fps must be positive, got {fps!r}.")
-    neutral = mean_face() if neutral_canonical is None else np.asarray(neutral_canonical, dtype=np.float64)
+    neutral = mean_face()[:, :2] if neutral_canonical is None else np.asarray(neutral_canonical, dtype=np.float64)
     assert neutral.shape == (NUM_POINTS, 2), f"neutral face must be (68, 2), got {neutral.shape}"
     rest_gap = float(neutral[66, 1] - neutral[62, 1])
     curves = articulation(list(phonemes), num_frames, fps, rest_gap, intensity=intensity, seed=seed)
@@ -494,11 +494,15 @@ def speech_track_for_face(
     blinks: bool = True,
     intensity: float = 1.0,
 ) -> LandmarkTrack:
-    """A talking :class:`LandmarkTrack` for a photo: the face's own lower face articulates ``phonemes``,
-    the head sways a little (``head_motion``) and the eyes blink (``blinks``), all seeded by ``seed``."""
+    """A talking :class:`LandmarkTrack` for a photo: the face's own lower face articulates ``phonemes`` in the
+    pose-free canonical space (depth kept), the head sways a little (``head_motion``) and the eyes blink
+    (``blinks``), all seeded by ``seed``. ``face_landmarks`` is ``(68, 3)`` (or ``(68, 2)``, depth estimated)."""
     face = np.asarray(face_landmarks, dtype=np.float64)
-    canon, to_canon = to_canonical(face)
-    motion = phonemes_to_motion(phonemes, num_frames, fps, neutral_canonical=canon, intensity=intensity, seed=seed)
+    canon, to_canon = to_canonical(face)  # (68, 3), (3, 4)
+    motion = phonemes_to_motion(phonemes, num_frames, fps, neutral_canonical=canon[:, :2], intensity=intensity,
+                                seed=seed)  # (T, 68, 2)
+    depth = np.broadcast_to(canon[None, :, 2:], (num_frames, NUM_POINTS, 1))
+    motion = np.concatenate([motion, depth], axis=-1)  # (T, 68, 3)
     if head_motion and num_frames:
         motion = apply_transform(head_motion_transforms(num_frames, fps, seed), motion)
     frames = from_canonical(motion, to_canon)

@@ -55,7 +55,7 @@ def main() -> None:
     image = make_image(HERE / "astronaut.png")
     audio, phonemes = make_speech(HERE / "speech.wav")
     num_frames = math.ceil(len(audio) / SAMPLE_RATE * FPS)
-    face = FaceAnalyzer().detect(image).landmarks
+    face = FaceAnalyzer().detect(image).points3d
     track = speech_track_for_face(face, (image.shape[1], image.shape[0]), phonemes, num_frames, FPS, seed=SEED)
     track.info.update({"text": TEXT, "voice": VOICE})
     track.save(HERE / "speech_astronaut_track.json")

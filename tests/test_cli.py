@@ -1,5 +1,6 @@
 """The command line as a user runs it: real files in, an mp4 or a one-line error out."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -100,3 +101,30 @@ def test_fit_length(astronaut_landmarks):
     assert longer.shape == (8, 68, 2) and np.allclose(longer[-1], astronaut_landmarks) and "rests" in note
     shorter, note = fit_length(frames, 3, astronaut_landmarks)
     assert shorter.shape == (3, 68, 2) and "longer" in note
+
+
+def test_default_commands_never_import_research_use_models(files, tmp_path):
+    """landmarks, extract, render and generate on the default (mesh) front end, in one fresh interpreter: none of
+    them imports dlib, face_recognition_models or face_alignment, and extract writes a version-2 track with depth
+    and a pose whose first three values are angles in degrees."""
+    track, extracted = tmp_path / "speech.json", tmp_path / "driver.json"
+    photo, speech = str(files / "photo.png"), str(files / "speech.wav")
+    commands = [
+        ["landmarks", "--image", photo, "--audio", speech, "-o", str(track)],
+        ["extract", "--video", str(files / "driver.mp4"), "-o", str(extracted)],
+        ["render", "--image", photo, "--landmarks", str(extracted), "--audio", speech, "-o", str(tmp_path / "r.mp4")],
+        ["generate", "--image", photo, "--audio", speech, "-o", str(tmp_path / "g.mp4")],
+    ]
+    code = (
+        "import sys; from pipeline.cli import main\n"
+        f"for argv in {commands!r}:\n"
+        "    assert main(argv) == 0, argv\n"
+        "bad = sorted(m for m in ('dlib', 'face_recognition_models', 'face_alignment') if m in sys.modules)\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, timeout=300)
+    data = json.loads(extracted.read_text())
+    assert data["version"] == 2 and np.asarray(data["frames"]).shape == (30, 68, 3)
+    pose = np.asarray(data["pose"])
+    assert pose.shape == (30, 6) and np.abs(pose[:, :3]).max() < 90 and (pose[:, 5] > 0).all()
+    assert LandmarkTrack.load(track).frames.shape[-1] == 3

@@ -31,7 +31,7 @@ from scipy.spatial.transform import Rotation
 from .canonical import (apply_transform, from_canonical, inter_ocular, invert_transform, lift_to_3d,
                         pose_from_transform, to_canonical, transform_from_pose)
 from .errors import TrackError
-from .regions import NUM_POINTS
+from .regions import INNER_LIP_PAIRS, NUM_POINTS
 
 FORMAT = "talking-face-landmarks"
 VERSION = 2
@@ -49,6 +49,10 @@ DEPTH_RANGE = 4.0
 #: A frame whose ``pose`` in the file moves some point by more than this (pixels) from where the frame has it is
 #: re-posed with it (the pose written with a frame moves nothing).
 POSE_TOLERANCE = 0.01
+#: :func:`rest_frame` looks for the rest face among this share of the frames (those nearest the median head pose)...
+REST_POSE_QUANTILE = 0.5
+#: ...and prefers the first frame when its mouth is within this many inter-ocular distances of the most closed one.
+FIRST_FRAME_TOLERANCE = 0.02
 
 
 @dataclass
@@ -302,12 +306,32 @@ def retarget(track: LandmarkTrack, photo_landmarks: np.ndarray, photo_size: tupl
     return LandmarkTrack(frames, track.fps, photo_size, photo, {**track.info, "retargeted": True})
 
 
+def rest_frame(canonical: np.ndarray, pose: np.ndarray) -> int:
+    """Index of the frame of a talking face that is its rest (neutral) face.
+
+    Candidates are the share :data:`REST_POSE_QUANTILE` of the frames whose head rotation (yaw, pitch, roll of
+    ``pose`` ``(T, 6)``) is closest to the median. Among them the frame with the most closed mouth (smallest signed
+    inner-lip gap of ``canonical`` ``(T, 68, 2|3)``) wins, except that the first frame is preferred when it is a
+    candidate and its mouth is within :data:`FIRST_FRAME_TOLERANCE` of that: videos usually start at rest.
+    """
+    canonical = np.asarray(canonical, dtype=np.float64)
+    angles = np.asarray(pose, dtype=np.float64)[:, :3]
+    distance = np.linalg.norm(angles - np.median(angles, axis=0)[None], axis=-1)
+    candidates = np.flatnonzero(distance <= np.quantile(distance, REST_POSE_QUANTILE))
+    aperture = np.mean([canonical[:, lower, 1] - canonical[:, upper, 1] for upper, lower in INNER_LIP_PAIRS], axis=0)
+    best = int(candidates[np.argmin(aperture[candidates])])
+    if 0 in candidates and aperture[0] <= aperture[best] + FIRST_FRAME_TOLERANCE:
+        return 0
+    return best
+
+
 def belongs_to(track: LandmarkTrack, photo_landmarks: np.ndarray, photo_size: tuple[int, int],
                tolerance: float = 0.15) -> bool:
-    """Whether a track was made for this photo's face: same image size and a neutral face within
-    ``tolerance`` inter-ocular distances (mean point error in x, y) of the photo's landmarks ``(68, 2|3)``."""
+    """Whether a track was made for this photo's face: same image size and a neutral face (or first frame: a track
+    extracted from a video belongs to that video's first frame) within ``tolerance`` inter-ocular distances (mean
+    point error in x, y) of the photo's landmarks ``(68, 2|3)``."""
     if tuple(track.image_size) != tuple(photo_size):
         return False
     photo = np.asarray(photo_landmarks, dtype=np.float64)[:, :2]
-    error = np.linalg.norm(track.neutral[:, :2] - photo, axis=-1).mean()
+    error = min(np.linalg.norm(face[:, :2] - photo, axis=-1).mean() for face in (track.neutral, track.frames[0]))
     return bool(error <= tolerance * inter_ocular(photo))

@@ -18,7 +18,7 @@ from typing import Callable, Iterator, Optional, Union
 import numpy as np
 
 from .errors import InputError, NoFaceError
-from .landmarks import LandmarkTrack, face_points
+from .landmarks import LandmarkTrack, face_points, rest_frame
 
 logger = logging.getLogger(__name__)
 
@@ -175,7 +175,9 @@ def extract_track(
 
     The face is tracked from frame to frame (:meth:`~pipeline.face.FaceAnalyzer.tracker`). Frames without a face
     are filled by linear interpolation from their neighbours and listed in the report; detector jitter is reduced
-    by a light temporal Gaussian (``smoothing`` frames sigma).
+    by a light temporal Gaussian (``smoothing`` frames sigma). The track's ``reference`` is the video's rest face
+    (:func:`~pipeline.landmarks.rest_frame`: a typical head pose with the mouth closed), from which retargeting
+    reads expression and head motion.
     """
     from .edits import smooth
     from .face import FaceAnalyzer
@@ -200,6 +202,8 @@ def extract_track(
     track = LandmarkTrack(frames, fps, size, info={"source": "extracted", "missing_frames": report.missing_frames})
     if smoothing > 0:
         track = smooth(track, smoothing)
+    rest = rest_frame(track.canonical()[0], track.pose)
+    track = LandmarkTrack(track.frames, fps, size, track.frames[rest], {**track.info, "rest_frame": rest})
     return track, report
 
 

@@ -63,6 +63,8 @@ def test_extract_fills_missing_frames(tmp_path, astronaut, astronaut_landmarks, 
     assert track.image_size == (512, 512)
     dx = track.frames[:, :, 0].mean(axis=1) - astronaut_landmarks[:, 0].mean()
     assert np.allclose(dx, np.arange(20), atol=1.5)  # follows the drift, filled frames interpolated
+    rest = track.info["rest_frame"]  # the rest face, from which retargeting reads motion
+    assert 0 <= rest < 20 and np.array_equal(track.reference, track.frames[rest])
 
 
 def test_extract_rejects_faceless_and_non_video(tmp_path, analyzer):

@@ -45,17 +45,13 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from pipeline.audio import SAMPLE_RATE, load_audio, num_video_frames  # noqa: E402
 from pipeline.errors import AudioError, InputError, NoFaceError  # noqa: E402
+from pipeline.landmarks import rest_frame  # noqa: E402
 from pipeline.regions import MIRROR  # noqa: E402
 from training.data.format import Example  # noqa: E402
-from training.metrics import mouth_aperture  # noqa: E402
 
 VIDEO_SUFFIXES = {".mp4", ".mpg", ".mpeg", ".mov", ".avi", ".mkv", ".webm", ".m4v"}
 SOURCE = "clips"
 MIRROR_SUFFIX = "-mirror"
-#: Share of frames (closest to the median pose) among which the neutral face is looked for.
-NEUTRAL_POSE_QUANTILE = 0.5
-#: The first frame is the neutral face when its mouth is within this many IOD of the most closed one.
-FIRST_FRAME_TOLERANCE = 0.02
 
 
 @dataclass
@@ -126,22 +122,9 @@ def find_audio(video: Path) -> Optional[Path]:
 
 
 def choose_neutral(canonical: np.ndarray, pose: np.ndarray) -> int:
-    """Index of the frame used as the clip's neutral (rest) face.
-
-    Candidates are the half of the frames whose head rotation (yaw, pitch, roll of ``pose`` ``(T, 6)``) is closest
-    to the clip's median. Among them the frame with the most closed mouth (smallest inner-lip gap of
-    ``canonical``) wins, except that the first frame is preferred when it is a candidate and its mouth is within
-    :data:`FIRST_FRAME_TOLERANCE` of that: clips usually start at rest, and the first frame is also the
-    reference photo the app would be given.
-    """
-    angles = np.asarray(pose, dtype=np.float64)[:, :3]
-    distance = np.linalg.norm(angles - np.median(angles, axis=0)[None], axis=-1)
-    candidates = np.flatnonzero(distance <= np.quantile(distance, NEUTRAL_POSE_QUANTILE))
-    aperture = mouth_aperture(np.asarray(canonical, dtype=np.float64))
-    best = int(candidates[np.argmin(aperture[candidates])])
-    if 0 in candidates and aperture[0] <= aperture[best] + FIRST_FRAME_TOLERANCE:
-        return 0
-    return best
+    """Index of the frame used as the clip's neutral face: :func:`pipeline.landmarks.rest_frame` (a typical head
+    pose with the mouth closed; the first frame when it is nearly so, as it is the reference photo a user gives)."""
+    return rest_frame(canonical, pose)
 
 
 def fit_length(canonical: np.ndarray, num_frames: int) -> np.ndarray:

@@ -199,15 +199,20 @@ def _as_3d(points: Any, ndim: int, message: str) -> np.ndarray:
     return np.asarray(lift_to_3d(points) if points.shape[-1] == 2 else points, dtype=np.float32)
 
 
-def _points_array(value: Any, name: str, ndim: int, dim: int) -> np.ndarray:
-    point = "[x, y]" if dim == 2 else "[x, y, z]"
-    expected = f"[[{point} x 68] per frame]" if ndim == 3 else f"[{point} x 68]"
+def _numbers(value: Any, name: str, expected: str) -> np.ndarray:
+    """A JSON list as a float array, or a :class:`TrackError` naming the key ``name`` and the ``expected`` shape."""
     if not isinstance(value, list):
         raise TrackError(f"'{name}' must be a list {expected}.")
     try:
-        arr = np.array(value, dtype=np.float64)
+        return np.array(value, dtype=np.float64)
     except (ValueError, TypeError, OverflowError):
         raise TrackError(f"'{name}' must be a regular list of numbers shaped {expected}.") from None
+
+
+def _points_array(value: Any, name: str, ndim: int, dim: int) -> np.ndarray:
+    point = "[x, y]" if dim == 2 else "[x, y, z]"
+    expected = f"[[{point} x 68] per frame]" if ndim == 3 else f"[{point} x 68]"
+    arr = _numbers(value, name, expected)
     if arr.ndim != ndim or arr.shape[-2:] != (NUM_POINTS, dim):
         raise TrackError(f"'{name}' has shape {list(arr.shape)}; expected {expected}.")
     if not np.isfinite(arr).all():
@@ -233,12 +238,7 @@ def _inside(xy: np.ndarray, size: list[int]) -> bool:
 
 def _pose_array(value: Any, num_frames: int, size: list[int]) -> np.ndarray:
     expected = f"[[yaw, pitch, roll, tx, ty, scale] per frame] for {num_frames} frames"
-    if not isinstance(value, list):
-        raise TrackError(f"'pose' must be a list {expected}.")
-    try:
-        pose = np.array(value, dtype=np.float64)
-    except (ValueError, TypeError, OverflowError):
-        raise TrackError(f"'pose' must be a regular list of numbers shaped {expected}.") from None
+    pose = _numbers(value, "pose", expected)
     if pose.shape != (num_frames, 6):
         raise TrackError(f"'pose' has shape {list(pose.shape)}; expected {expected}.")
     if not np.isfinite(pose).all():

@@ -32,34 +32,11 @@ from .regions import EYE_OUTER_CORNERS, NUM_POINTS, STABLE
 
 MEAN_FACE_FILE = Path(__file__).parent / "assets" / "mean_face.json"
 
-#: A plausible depth (canonical units, + away from the camera, 0 at the outer eye corners) for each of the 68
-#: points, mirror-symmetric: given to a mean-face file that has only x, y (as before the mesh front end).
-PROVISIONAL_DEPTH = (
-    (0.45, 0.43, 0.38, 0.31, 0.22, 0.12, 0.03, -0.05, -0.10, -0.05, 0.03, 0.12, 0.22, 0.31, 0.38, 0.43, 0.45)  # jaw
-    + (0.02, -0.08, -0.13, -0.15, -0.15, -0.15, -0.15, -0.13, -0.08, 0.02)  # brows
-    + (-0.15, -0.24, -0.34, -0.45, -0.22, -0.30, -0.35, -0.30, -0.22)  # nose bridge (tip: 30), nose base
-    + (0.0, -0.09, -0.10, -0.06, -0.09, -0.08, -0.06, -0.10, -0.09, 0.0, -0.08, -0.09)  # eyes
-    + (-0.15, -0.22, -0.26, -0.28, -0.26, -0.22, -0.15, -0.22, -0.25, -0.26, -0.25, -0.22)  # outer lip
-    + (-0.16, -0.23, -0.25, -0.23, -0.16, -0.22, -0.24, -0.22)  # inner lip
-)
-assert len(PROVISIONAL_DEPTH) == NUM_POINTS
-
-
-def with_provisional_depth(points2d: np.ndarray) -> np.ndarray:
-    """A 2D canonical face ``(68, 2)`` made 3D ``(68, 3)`` with :data:`PROVISIONAL_DEPTH` as z."""
-    points2d = np.asarray(points2d, dtype=np.float64)
-    return np.concatenate([points2d, np.asarray(PROVISIONAL_DEPTH)[:, None]], axis=-1)
-
-
 @lru_cache(maxsize=1)
 def mean_face() -> np.ndarray:
-    """The 3D mean face in canonical units, ``(68, 3)`` float64, centred on its stable points.
-
-    ``pipeline/assets/mean_face.json`` holds ``"points"`` 68x3, or 68x2 (then z is :data:`PROVISIONAL_DEPTH`).
-    """
+    """The 3D mean face in canonical units, ``(68, 3)`` float64, centred on its stable points
+    (``pipeline/assets/mean_face.json``, made by ``training/make_mean_face.py``)."""
     points = np.asarray(json.loads(MEAN_FACE_FILE.read_text())["points"], dtype=np.float64)
-    if points.shape == (NUM_POINTS, 2):
-        points = with_provisional_depth(points)
     assert points.shape == (NUM_POINTS, 3), f"mean face has shape {points.shape}"
     points = points - points[list(STABLE)].mean(axis=0)
     points.setflags(write=False)

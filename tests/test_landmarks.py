@@ -3,10 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from pipeline import canonical
-from pipeline.canonical import (PROVISIONAL_DEPTH, apply_transform, from_canonical, inter_ocular, invert_transform,
+from pipeline.canonical import (apply_transform, from_canonical, inter_ocular, invert_transform,
                                 lift_to_3d, mean_face, pose_from_transform, rotation_angles, rotation_matrix,
-                                similarity_transform, to_canonical, transform_from_pose, with_provisional_depth)
+                                similarity_transform, to_canonical, transform_from_pose)
 from pipeline.errors import TrackError
 from pipeline.landmarks import LandmarkTrack, belongs_to, retarget
 from pipeline.regions import EYE_OUTER_CORNERS, INNER_LIP_PAIRS, JAW, MIRROR, REGIONS, STABLE
@@ -34,23 +33,6 @@ def test_mean_face_is_canonical():
     assert np.allclose(m[list(MIRROR)] * [-1, 1, 1], m, atol=1e-4)  # symmetric
     assert np.allclose(m[list(STABLE)].mean(axis=0), 0, atol=1e-9)  # centred on the stable points
     assert m[30, 2] < m[[36, 45], 2].min() < m[[0, 16], 2].min()  # nose tip nearest the camera, jaw ends furthest
-
-
-def test_mean_face_file_may_be_2d_or_3d(tmp_path, monkeypatch):
-    """A 68x2 file gets the provisional depth; a 68x3 file (the mesh front end's) is used as it is."""
-    points = json.loads(canonical.MEAN_FACE_FILE.read_text())["points"]
-    xy = np.asarray(points, dtype=np.float64)[:, :2]
-    for name, data in (("2d", xy), ("3d", with_provisional_depth(xy))):
-        path = tmp_path / f"{name}.json"
-        path.write_text(json.dumps({"points": data.tolist()}))
-        monkeypatch.setattr(canonical, "MEAN_FACE_FILE", path)
-        mean_face.cache_clear()
-        try:
-            face = mean_face()
-        finally:
-            mean_face.cache_clear()
-        assert face.shape == (68, 3) and np.allclose(face[:, :2], xy - xy[list(STABLE)].mean(axis=0))
-        assert np.allclose(face[:, 2] - face[36, 2], PROVISIONAL_DEPTH)
 
 
 @pytest.mark.parametrize("dim", [2, 3])

@@ -56,7 +56,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from pipeline.audio import SAMPLE_RATE, load_audio, num_video_frames  # noqa: E402
-from pipeline.canonical import from_canonical, to_canonical  # noqa: E402
+from pipeline.canonical import from_canonical, pose_from_transform, to_canonical  # noqa: E402
 from pipeline.defaults import DEFAULT_STEPS  # noqa: E402
 from pipeline.errors import AudioError, InputError, NoFaceError  # noqa: E402
 from pipeline.landmarks import LandmarkTrack  # noqa: E402
@@ -513,9 +513,11 @@ def energy_gain(clips: list[Clip], override: Optional[float]) -> tuple[float, st
         return DEFAULT_ENERGY_GAIN, f"default constant ({why} to fit it on without seeing the test clips)"
     examples = []
     for c in fit:
-        canonical = canonical_xy(c.real_track)
+        canonical, to_canon = to_canonical(c.real_track)
+        canonical = canonical[..., :2]
         full = fit_length(canonical, num_video_frames(len(c.audio), c.fps))
-        examples.append(Example(c.audio, full, canonical[choose_neutral(canonical)], c.fps, "clips", c.name))
+        neutral = canonical[choose_neutral(canonical, pose_from_transform(to_canon))]
+        examples.append(Example(c.audio, full, neutral, c.fps, "clips", c.name))
     gain, frames = fit_energy_gain(examples)
     return gain, f"fitted on {len(examples)} non-held-out clips ({frames} frames)"
 

@@ -119,3 +119,24 @@ def test_end_to_end_on_a_tiny_clip(clip_folder, capsys):
     assert 0.5 < model["csim"] <= 1.0 and 20 < model["psnr"] <= quality.PSNR_CAP and 0.5 < model["ssim"] <= 1.0
     assert set(data["mean"]) >= {"static", "energy", "model+warp", "real"}
     assert len(data["clips"]["talk"]["apertures"]["real"]) == data["clips"]["talk"]["frames"] == 20
+
+
+def test_energy_gain_is_fitted_on_the_training_clips_only(face, tmp_path):
+    """With a held-out split the energy baseline's gain is fitted on the other clips: each gets its rest face
+    (pose and mouth read from its landmarks) and a positive gain comes out when the mouth opens with loudness."""
+    _, landmarks = face
+    rng = np.random.default_rng(0)
+    audio = speechlike(2.0)
+    loudness = np.abs(audio[: 50 * 640].reshape(50, 640)).mean(axis=1)
+    track = np.repeat(landmarks[None], 50, axis=0).astype(np.float64)
+    track[:, 56:59, 1] += 30 * loudness[:, None] / loudness.max()  # the lower lip drops as the voice gets loud
+    track[:, 65:68, 1] += 30 * loudness[:, None] / loudness.max()
+    track += rng.normal(0, 0.05, track.shape)
+
+    def clip(name, held_out):
+        return quality.Clip(name, tmp_path / f"{name}.mp4", held_out, audio, 25.0, 50, np.zeros((8, 8, 3), np.uint8),
+                            landmarks, track)
+
+    gain, how = quality.energy_gain([clip("a", False), clip("b", False), clip("c", True)], None)
+    assert gain > 0 and "2 non-held-out clips" in how
+    assert quality.energy_gain([clip("a", False)], 0.5) == (0.5, "given")

@@ -173,3 +173,17 @@ def test_fan_backend_runs_with_local_weights(tmp_path, astronaut):
     analyzer = FaceAnalyzer("fan", fan_weights_dir=tmp_path)
     det = analyzer.detect(astronaut)
     assert det.landmarks.shape == (68, 2) and np.isfinite(det.landmarks).all()
+
+
+def test_mesh_converges_from_a_poor_first_crop(analyzer, astronaut, astronaut_landmarks):
+    """A crop far off the face (shifted and turned) still ends on the face: the mesh re-crops itself until its
+    face-presence score is good."""
+    from pipeline.face.mesh import Roi
+
+    good = analyzer._mesh.refine(astronaut, Roi.around(astronaut_landmarks, astronaut_landmarks[36], astronaut_landmarks[45]))
+    poor = Roi(centre=good.points[:, :2].mean(axis=0) + [40, -35], side=230.0, angle=np.deg2rad(35))
+    assert analyzer._mesh(astronaut, poor).presence < 0.5  # the first look alone fails
+    result = analyzer._mesh.refine(astronaut, poor)
+    assert result.presence >= 0.5
+    error = np.linalg.norm(result.points[:, :2] - good.points[:, :2], axis=1).mean()
+    assert error < 0.05 * inter_ocular(astronaut_landmarks)

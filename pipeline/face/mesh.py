@@ -37,6 +37,8 @@ EYE_CORNERS = (33, 263)
 CROP_SCALE = 1.5
 #: Below this presence score the mesh has lost the face (tracking then falls back to the detector).
 MIN_PRESENCE = 0.5
+#: :meth:`FaceMesh.refine` re-crops until the points move less than this share of the crop's side between passes.
+SETTLED = 0.01
 
 
 @dataclass
@@ -102,11 +104,17 @@ class FaceMesh:
         score = float(1.0 / (1.0 + np.exp(-float(presence.reshape(-1)[0]))))
         return MeshResult(points=points, presence=score)
 
-    def refine(self, rgb: np.ndarray, roi: Roi, passes: int = 2) -> MeshResult:
-        """Run the mesh, then again on the crop its own points give (a tighter, level crop), ``passes`` times."""
+    def refine(self, rgb: np.ndarray, roi: Roi, passes: int = 2, max_passes: int = 6) -> MeshResult:
+        """Run the mesh, then again on the crop its own points give (a tighter, level crop): at least ``passes``
+        times, and on (up to ``max_passes``) until the points settle (:data:`SETTLED`): a poor first crop, e.g.
+        from a tilted detector box, converges in a few more."""
         result = self(rgb, roi)
-        for _ in range(passes - 1):
-            result = self(rgb, roi_from_mesh(result.points))
+        for done in range(2, max_passes + 1):
+            roi = roi_from_mesh(result.points)
+            previous, result = result, self(rgb, roi)
+            moved = float(np.linalg.norm(result.points[:, :2] - previous.points[:, :2], axis=1).mean())
+            if done >= passes and moved < SETTLED * roi.side:
+                break
         return result
 
 

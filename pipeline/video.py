@@ -17,6 +17,7 @@ from typing import Callable, Iterator, Optional, Union
 
 import numpy as np
 
+from .canonical import pose_from_transform
 from .errors import InputError, NoFaceError
 from .landmarks import LandmarkTrack, face_points, rest_frame
 
@@ -202,7 +203,8 @@ def extract_track(
     track = LandmarkTrack(frames, fps, size, info={"source": "extracted", "missing_frames": report.missing_frames})
     if smoothing > 0:
         track = smooth(track, smoothing)
-    rest = rest_frame(track.canonical()[0], track.pose)
+    canonical, to_canonical = track.canonical()
+    rest = rest_frame(canonical, pose_from_transform(to_canonical))
     track = LandmarkTrack(track.frames, fps, size, track.frames[rest], {**track.info, "rest_frame": rest})
     return track, report
 

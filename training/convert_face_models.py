@@ -121,9 +121,7 @@ def read_graph(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
             entry.update(op="concat", dim=int(options.Axis()))
         else:
             raise ValueError(f"operation {kind} is not supported by ConvGraph")
-        entry["inputs"] = [name_of(j) for j, v in zip(inputs, values) if v is None]
-        if kind == "CONCATENATION":
-            entry["inputs"] = [name_of(j) for j in inputs]
+        entry["inputs"] = [name_of(j) for j, v in zip(inputs, values) if v is None]  # activations, not constants
         entry["params"] = {k.split("_", 1)[1]: list(v.shape) for k, v in params.items() if k.startswith(f"{index}_")}
         ops.append(entry)
     outputs = [name_of(graph.Outputs(i)) for i in range(graph.OutputsLength())]

@@ -44,6 +44,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from pipeline.audio import SAMPLE_RATE, load_audio, num_video_frames  # noqa: E402
+from pipeline.canonical import pose_from_transform  # noqa: E402
 from pipeline.errors import AudioError, InputError, NoFaceError  # noqa: E402
 from pipeline.landmarks import rest_frame  # noqa: E402
 from pipeline.regions import MIRROR  # noqa: E402
@@ -181,10 +182,11 @@ def prepare_clip(video: Path, name: str, holdout: bool, smoothing: float = 0.7, 
         result.error = str(exc)
         result.took = time.perf_counter() - start
         return result
-    canonical = track.canonical()[0][..., :2]  # (T, 68, 2): the pose-free x, y plane
+    canonical, to_canonical = track.canonical()
+    canonical = canonical[..., :2]  # (T, 68, 2): the pose-free x, y plane
     result.video_frames = track.num_frames
     result.missing_frames = list(report.missing_frames)
-    result.neutral_frame = choose_neutral(canonical, track.pose)
+    result.neutral_frame = choose_neutral(canonical, pose_from_transform(to_canonical))
     neutral = canonical[result.neutral_frame]
     canonical = fit_length(canonical, num_video_frames(len(audio), track.fps))
     result.seconds = len(audio) / SAMPLE_RATE

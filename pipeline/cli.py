@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Optional, Sequence
@@ -158,19 +160,23 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pipeline_and_generator(args: argparse.Namespace):
-    import torch
-
+def _load_pipeline(args: argparse.Namespace, device: Optional[str] = None):
     from .loading import load_pipeline
 
     if args.quiet:
         from diffusers.utils import logging as diffusers_logging
 
         diffusers_logging.disable_progress_bar()
-    pipe = load_pipeline(args.checkpoint)
+    pipe = load_pipeline(args.checkpoint, device=device)
     pipe.register_to_config(landmark_backend=args.landmark_backend)
     pipe.set_progress_bar_config(disable=args.quiet)
-    return pipe, torch.Generator().manual_seed(args.seed)
+    return pipe
+
+
+def _generator(args: argparse.Namespace):
+    import torch
+
+    return torch.Generator().manual_seed(args.seed)
 
 
 def _generate_track(pipe, generator, args: argparse.Namespace, image, audio):
@@ -183,8 +189,8 @@ def _generate_track(pipe, generator, args: argparse.Namespace, image, audio):
 
 def cmd_landmarks(args: argparse.Namespace) -> int:
     start = time.perf_counter()
-    pipe, generator = _pipeline_and_generator(args)
-    _, track = _generate_track(pipe, generator, args, args.image, args.audio)
+    pipe = _load_pipeline(args)
+    _, track = _generate_track(pipe, _generator(args), args, args.image, args.audio)
     track.save(args.output)
     _say(args, f"Wrote {track.num_frames} frames ({track.duration:.2f} s) to {args.output} "
                f"in {time.perf_counter() - start:.1f} s.")
@@ -219,29 +225,53 @@ def batch_items(source: Path, out_dir: Path) -> list[tuple[Path, Path, Path]]:
 def cmd_generate(args: argparse.Namespace) -> int:
     if (args.batch is None) == (args.image is None or args.audio is None):
         raise InputError("Give either --image and --audio, or --batch.")
-    pipe, generator = _pipeline_and_generator(args)
-    if args.renderer not in pipe.renderers:
-        raise InputError(f"The checkpoint has no {args.renderer} renderer; it offers: {', '.join(pipe.renderers)}.")
-    if args.batch is None:
-        start = time.perf_counter()
-        _generate_one(pipe, generator, args, args.image, args.audio, args.output, args.landmarks_out)
-        _say(args, f"Wrote {args.output} in {time.perf_counter() - start:.1f} s.")
-        return 0
+    if args.batch is not None:
+        return _generate_batch(args)
+    pipe = _load_pipeline(args)
+    _check_renderer(pipe, args.renderer)
+    start = time.perf_counter()
+    _generate_one(pipe, _generator(args), args, args.image, args.audio, args.output, args.landmarks_out)
+    _say(args, f"Wrote {args.output} in {time.perf_counter() - start:.1f} s.")
+    return 0
+
+
+def _check_renderer(pipe, renderer: str) -> None:
+    if renderer not in pipe.renderers:
+        raise InputError(f"The checkpoint has no {renderer} renderer; it offers: {', '.join(pipe.renderers)}.")
+
+
+def _generate_batch(args: argparse.Namespace) -> int:
+    """Every (image, audio) pair of ``--batch``, shared out among the processes of ``accelerate launch`` (one process
+    without it; one GPU each where there are GPUs): each item is made exactly once, by one process, with the seed of
+    ``--seed`` (as ``generate --image --audio`` would make it alone); the main process lists the failures at the
+    end."""
+    from accelerate import PartialState
+    from accelerate.utils import gather_object
+
     items = batch_items(args.batch, args.output)
     if not items:
         raise InputError(f"No (image, audio) pairs found in '{args.batch.name}'.")
+    state = PartialState()
+    pipe = _load_pipeline(args, device=str(state.device))
+    _check_renderer(pipe, args.renderer)
     failures = []
-    for i, (image, audio, output) in enumerate(items, start=1):
-        start = time.perf_counter()
-        try:
-            _generate_one(pipe, generator, args, image, audio, output, None)
-            print(f"[{i}/{len(items)}] {image.name} + {audio.name} -> {output} ({time.perf_counter() - start:.1f} s)")
-        except InputError as exc:
-            failures.append((image.name, str(exc)))
-            print(f"[{i}/{len(items)}] {image.name} + {audio.name}: FAILED: {exc}")
-    print(f"{len(items) - len(failures)} of {len(items)} done" + (f"; {len(failures)} failed:" if failures else "."))
-    for name, reason in failures:
-        print(f"  {name}: {reason}")
+    with state.split_between_processes(list(enumerate(items, start=1))) as share:
+        for i, (image, audio, output) in share:
+            start = time.perf_counter()
+            try:
+                _generate_one(pipe, _generator(args), args, image, audio, output, None)
+                print(f"[{i}/{len(items)}] {image.name} + {audio.name} -> {output} "
+                      f"({time.perf_counter() - start:.1f} s)", flush=True)
+            except InputError as exc:
+                failures.append((i, image.name, str(exc)))
+                print(f"[{i}/{len(items)}] {image.name} + {audio.name}: FAILED: {exc}", flush=True)
+    if state.num_processes > 1:
+        failures = sorted(gather_object(failures))
+    if state.is_main_process:
+        print(f"{len(items) - len(failures)} of {len(items)} done"
+              + (f"; {len(failures)} failed:" if failures else "."))
+        for _, name, reason in failures:
+            print(f"  {name}: {reason}")
     return 1 if failures else 0
 
 
@@ -257,9 +287,16 @@ def _generate_one(pipe, generator, args, image: Path, audio: Path, output: Path,
 COMMANDS = {"extract": cmd_extract, "render": cmd_render, "landmarks": cmd_landmarks, "generate": cmd_generate}
 
 
+def _stop(signum: int, frame) -> None:
+    """SIGTERM ends the command like Ctrl-C: unfinished outputs are deleted on the way out."""
+    raise KeyboardInterrupt
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _stop) if in_main_thread else None
     try:
         return COMMANDS[args.command](args)
     except InputError as exc:
@@ -268,3 +305,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (RuntimeError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("Stopped; unfinished outputs were not written.", file=sys.stderr)
+        return 130
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)

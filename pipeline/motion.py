@@ -192,7 +192,7 @@ def random_known_mask(
 
 
 def training_loss(
-    model: LandmarkDenoiser,
+    model: torch.nn.Module,
     scheduler: SchedulerMixin,
     batch: dict[str, torch.Tensor],
     generator: torch.Generator | None = None,
@@ -206,28 +206,34 @@ def training_loss(
     ``audio_mask (B,)`` (False drops the audio, for classifier-free guidance). The motion is noised at random
     timesteps; the loss is the MSE of the prediction (x0 with ``prediction_type="sample"``) on the unknown entries,
     weighted ``lip_weight`` on the lower face, plus ``velocity_weight`` times the MSE of its frame differences.
+
+    ``model`` is a :class:`LandmarkDenoiser` or that model prepared for distributed training (e.g. wrapped in
+    DistributedDataParallel): the forward pass goes through the wrapper, whose backward all-reduces the gradients.
     """
-    scale = model.config.motion_scale
-    motion = batch["motion"].to(model.device, model.dtype) * scale  # (B, W, 68, 2)
+    from accelerate.utils import extract_model_from_parallel
+
+    core: LandmarkDenoiser = extract_model_from_parallel(model)  # config, device and dtype only; never its forward
+    scale = core.config.motion_scale
+    motion = batch["motion"].to(core.device, core.dtype) * scale  # (B, W, 68, 2)
     b, w = motion.shape[:2]
     known_mask = batch.get("known_mask")
     known_mask = torch.zeros(b, w, NUM_POINTS, dtype=torch.bool) if known_mask is None else known_mask
-    known_mask = known_mask.to(model.device, torch.bool)  # (B, W, 68)
+    known_mask = known_mask.to(core.device, torch.bool)  # (B, W, 68)
     known = batch.get("known")
-    known = motion if known is None else known.to(model.device, model.dtype) * scale
+    known = motion if known is None else known.to(core.device, core.dtype) * scale
 
-    noise = randn_tensor(motion.shape, generator=generator, device=model.device, dtype=model.dtype)
-    timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (b,), generator=generator).to(model.device)
+    noise = randn_tensor(motion.shape, generator=generator, device=core.device, dtype=core.dtype)
+    timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (b,), generator=generator).to(core.device)
     noisy = scheduler.add_noise(motion, noise, timesteps)  # known entries are consistent with inference's RePaint
-    prediction = model(noisy, timesteps, batch["audio"].to(model.device), batch["reference"].to(model.device),
+    prediction = model(noisy, timesteps, batch["audio"].to(core.device), batch["reference"].to(core.device),
                        known=known, known_mask=known_mask, audio_mask=batch.get("audio_mask")).sample
 
     kind = scheduler.config.prediction_type
-    assert kind == model.config.prediction_type, f"scheduler predicts {kind!r}, model {model.config.prediction_type!r}"
+    assert kind == core.config.prediction_type, f"scheduler predicts {kind!r}, model {core.config.prediction_type!r}"
     target = {"sample": motion, "epsilon": noise}.get(kind)
     target = scheduler.get_velocity(motion, noise, timesteps) if target is None else target
 
-    point_weight = torch.ones(NUM_POINTS, device=model.device, dtype=model.dtype)
+    point_weight = torch.ones(NUM_POINTS, device=core.device, dtype=core.dtype)
     point_weight[list(LOWER_FACE)] = lip_weight
     weight = point_weight * (~known_mask)  # (B, W, 68): no loss on what was given
     error = ((prediction - target) ** 2).sum(-1)  # (B, W, 68)

@@ -66,6 +66,10 @@ class Mp4Writer:
         with Mp4Writer("out.mp4", fps=25, audio=samples) as writer:
             for chunk in chunks:
                 writer.write(chunk)      # (N, H, W, 3) uint8
+
+    The video is encoded into a hidden temporary file beside ``path`` and renamed to ``path`` only when the block
+    ends without an error, so ``path`` is either the complete new video or whatever was there before (an error, an
+    interruption or :meth:`abort` deletes the temporary file).
     """
 
     def __init__(
@@ -84,13 +88,17 @@ class Mp4Writer:
         self._gen = None
         self._size: Optional[tuple[int, int]] = None
         self._tmpdir: Optional[tempfile.TemporaryDirectory] = None
+        self._partial: Optional[Path] = None
         self.frames_written = 0
 
     def __enter__(self) -> "Mp4Writer":
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self.close()
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
 
     def _start(self, width: int, height: int) -> None:
         import imageio_ffmpeg
@@ -103,8 +111,12 @@ class Mp4Writer:
             audio_path = str(Path(self._tmpdir.name) / "speech.wav")
             write_wav(audio_path, self.audio, self.sample_rate)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle, partial = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=f".partial{self.path.suffix}",
+                                           dir=self.path.parent)
+        os.close(handle)
+        self._partial = Path(partial)
         self._gen = imageio_ffmpeg.write_frames(
-            str(self.path),
+            str(self._partial),
             (width, height),
             fps=self.fps,
             codec="libx264",
@@ -134,9 +146,28 @@ class Mp4Writer:
         self.frames_written += len(frames)
 
     def close(self) -> None:
+        """Finish the video and move it to ``path``."""
+        try:
+            if self._gen is not None:
+                self._gen.close()
+                self._gen = None
+            if self._partial is not None:
+                os.replace(self._partial, self.path)
+                self._partial = None
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        """Stop encoding and delete the unfinished video; ``path`` is left as it was."""
         if self._gen is not None:
-            self._gen.close()
+            try:
+                self._gen.close()
+            except Exception:  # noqa: BLE001 - the encoder's own failure is not the error being reported
+                pass
             self._gen = None
+        if self._partial is not None:
+            self._partial.unlink(missing_ok=True)
+            self._partial = None
         if self._tmpdir is not None:
             self._tmpdir.cleanup()
             self._tmpdir = None

@@ -128,3 +128,34 @@ def test_default_commands_never_import_research_use_models(files, tmp_path):
     pose = np.asarray(data["pose"])
     assert pose.shape == (30, 6) and np.abs(pose[:, :3]).max() < 90 and (pose[:, 5] > 0).all()
     assert LandmarkTrack.load(track).frames.shape[-1] == 3
+
+
+def test_a_killed_render_leaves_the_previous_video_as_it_was(files, astronaut_landmarks, tmp_path):
+    """SIGTERM in the middle of a render: exit 130 with one line, the earlier good video at the output path byte for
+    byte, and no half-written file beside it."""
+    import signal
+    import time
+
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out = out_dir / "talk.mp4"
+    with Mp4Writer(out, fps=25) as writer:
+        writer.write(np.zeros((5, 64, 64, 3), np.uint8))
+    previous = out.read_bytes()
+    long_track = LandmarkTrack(np.repeat(astronaut_landmarks[None], 20000, axis=0), 25, (512, 512))
+    long_track.save(tmp_path / "long.json")
+    child = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "render", "--image", str(files / "photo.png"), "--landmarks",
+         str(tmp_path / "long.json"), "-o", str(out), "-q"],
+        cwd=REPO, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not list(out_dir.glob(".talk.*.partial.mp4")) and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert child.poll() is None, "the render ended before it could be interrupted"
+        child.send_signal(signal.SIGTERM)
+        _, err = child.communicate(timeout=60)
+    finally:
+        child.kill()
+    assert child.returncode == 130 and err.strip() == "Stopped; unfinished outputs were not written."
+    assert out.read_bytes() == previous and sorted(p.name for p in out_dir.iterdir()) == ["talk.mp4"]

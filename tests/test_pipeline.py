@@ -191,10 +191,12 @@ def test_render_chunks_progress_and_stop(diffusion_pipe, media, tmp_path):
     steps = list(diffusion_pipe.render_chunks(inputs, track, tmp_path / "all.mp4", renderer="diffusion"))
     assert steps == [(8, 38), (16, 38), (24, 38), (32, 38), (38, 38)]
     assert len(list(iter_video_frames(tmp_path / "all.mp4"))) == 38
-    chunks = diffusion_pipe.render_chunks(inputs, track, tmp_path / "stopped.mp4", renderer="diffusion")
-    assert next(chunks) == (8, 38) and (tmp_path / "stopped.mp4").exists()
+    previous = (tmp_path / "all.mp4").read_bytes()
+    chunks = diffusion_pipe.render_chunks(inputs, track, tmp_path / "all.mp4", renderer="diffusion")
+    assert next(chunks) == (8, 38) and len(list(tmp_path.glob(".all.*.partial.mp4"))) == 1  # written beside
     chunks.close()  # what the app does when a render is cancelled
-    assert not (tmp_path / "stopped.mp4").exists()
+    assert (tmp_path / "all.mp4").read_bytes() == previous  # the earlier good video is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["all.mp4"]  # and nothing half-written is left
 
 
 def test_diffusion_renderer_saves_loads_and_runs_from_the_cli(diffusion_pipe, pipe, media, tmp_path, capsys):

@@ -12,6 +12,7 @@ weights are kept, and the pipeline (EMA model plus its sampling scheduler) is wr
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import shlex
@@ -32,7 +33,7 @@ from pipeline.audio import make_audio_features  # noqa: E402
 from pipeline.models import LandmarkDenoiser  # noqa: E402
 from pipeline.motion import random_known_mask, training_loss  # noqa: E402
 from training import loop  # noqa: E402
-from training.checkpointing import save_checkpoint, save_into_pipeline  # noqa: E402
+from training.checkpointing import save_into_pipeline  # noqa: E402
 from training.data.clip_sources import licence_summary  # noqa: E402
 from training.data.format import Example, find_examples  # noqa: E402
 
@@ -86,34 +87,35 @@ class WindowSampler:
         }
 
 
-def load_sources(config: dict, featurizer) -> tuple[list[tuple[list[Utterance], float]], dict[str, int], list[str]]:
-    """The utterances of each data folder with its weight, the number of examples per folder, and the names of the
-    real clips among them (for the licence record)."""
+def load_sources(config: dict, featurizer, accelerator
+                 ) -> tuple[list[tuple[list[Utterance], float]], dict[str, int], list[str]]:
+    """This process's shard of the utterances of each data folder (:func:`training.loop.shard`) with the folder's
+    weight, the number of examples per folder, and the names of the real clips among them (for the licence record);
+    the counts and names cover every process's shard."""
     sources, counts, clip_names = [], {}, []
     for entry in config["data"]:
-        folder = REPO / entry["path"]
+        examples = [Example.load(path) for path in find_examples(REPO / entry["path"])]
+        counts[entry["path"]] = len(examples)
+        clip_names += [ex.name for ex in examples if ex.source == "clips"]
         utterances = []
-        for path in find_examples(folder):
-            ex = Example.load(path)
+        for ex in loop.shard(examples, accelerator):
             feats = featurizer(ex.audio, fps=ex.fps)
             n = min(len(feats), len(ex.canonical))
             utterances.append(Utterance(ex.canonical[:n] - ex.neutral, ex.neutral, feats[:n]))
-            if ex.source == "clips":
-                clip_names.append(ex.name)
-        counts[entry["path"]] = len(utterances)
         sources.append((utterances, float(entry["weight"])))
     return sources, counts, clip_names
 
 
-def main(args: argparse.Namespace) -> None:
+def main(args: argparse.Namespace) -> LandmarkDenoiser:
+    """Train; returns this process's trained model (the replicas are identical; the final save holds its EMA)."""
     config = loop.load_config(args)
     train = config["train"]
     out_dir: Path = config["output_dir"]
-    accelerator = loop.start(config)
+    accelerator = loop.start(config, args.report_to)
 
     featurizer = make_audio_features(None if config["audio_features"] == "logmel" else config["audio_features"])
-    sources, counts, clip_names = load_sources(config, featurizer)
-    logger.info("data: %s", counts)
+    sources, counts, clip_names = load_sources(config, featurizer, accelerator)
+    logger.info("data: %s (process %d of %d)", counts, accelerator.process_index + 1, accelerator.num_processes)
     if args.init_from is not None:
         model = LandmarkDenoiser.from_pretrained(args.init_from)
         assert model.config.audio_dim == featurizer.dim, "the initial model was trained on other audio features"
@@ -121,10 +123,12 @@ def main(args: argparse.Namespace) -> None:
         model = LandmarkDenoiser(audio_dim=featurizer.dim, **config["model"])
     noise_scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2",
                                     prediction_type=model.config.prediction_type, clip_sample=False)
-    model, optimizer, lr_scheduler, ema = loop.optimisation(accelerator, model, train)
-    step = loop.resume(accelerator, out_dir, args.resume_from_checkpoint)
-    sampler = WindowSampler(sources, config["model"]["window"], seed=config["seed"] + step)
-    generator = torch.Generator().manual_seed(config["seed"] + step)
+    model, optimizer, lr_scheduler, ema, progress = loop.optimisation(accelerator, model, train)
+    step = loop.resume(accelerator, out_dir, args.resume_from_checkpoint, progress)
+    seed = loop.process_seed(config["seed"], accelerator, step)
+    sampler = WindowSampler(sources, config["model"]["window"], seed=seed)
+    generator = torch.Generator().manual_seed(seed)
+    loop.init_trackers(accelerator, "train_landmarks", config)
 
     model.train()
     started, running = time.perf_counter(), []
@@ -136,29 +140,35 @@ def main(args: argparse.Namespace) -> None:
         batch["known_mask"] = random_known_mask(b, w, generator, p_prefix=train["p_prefix"],
                                                 p_upper=train["p_upper"])
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-        loss = loop.optimisation_step(
-            accelerator, model, optimizer, lr_scheduler, train["max_grad_norm"],
-            lambda: training_loss(accelerator.unwrap_model(model), noise_scheduler, batch, generator=generator))
-        if accelerator.sync_gradients:
-            ema.step(accelerator.unwrap_model(model).parameters())
-            step += 1
-            running.append(loss.item())
-            if step % train["log_every"] == 0:
-                logger.info("step %d loss %.4f lr %.2e (%.2f s/step)", step, float(np.mean(running)),
-                            lr_scheduler.get_last_lr()[0], (time.perf_counter() - started) / step)
-                running = []
-            if step % train["checkpointing_steps"] == 0 and accelerator.is_main_process:
-                save_checkpoint(accelerator, out_dir, step, train["checkpoints_total_limit"])
+        loss = loop.optimisation_step(accelerator, model, optimizer, lr_scheduler, train["max_grad_norm"],
+                                      lambda: training_loss(model, noise_scheduler, batch, generator=generator))
+        if not accelerator.sync_gradients:
+            continue
+        ema.step(accelerator.unwrap_model(model).parameters())
+        step += 1
+        running.append(loop.mean_over_processes(accelerator, loss))
+        accelerator.log({"loss": running[-1], "lr": lr_scheduler.get_last_lr()[0]}, step=step)
+        if step % train["log_every"] == 0:
+            logger.info("step %d loss %.4f lr %.2e (%.2f s/step)", step, float(np.mean(running)),
+                        lr_scheduler.get_last_lr()[0], (time.perf_counter() - started) / step)
+            running = []
+        if step % train["checkpointing_steps"] == 0:
+            loop.save_state(accelerator, progress, step)
 
     accelerator.wait_for_everyone()
+    trained = accelerator.unwrap_model(model)
     if accelerator.is_main_process:
-        save_final(accelerator.unwrap_model(model), ema, noise_scheduler, config, counts, clip_names, step, args)
+        save_final(trained, ema, noise_scheduler, config, counts, clip_names, step, accelerator.num_processes,
+                   args)
+    accelerator.end_training()
+    return trained
 
 
 def save_final(model, ema: EMAModel, noise_scheduler, config: dict, counts: dict, clip_names: list[str],
-               steps: int, args: argparse.Namespace) -> None:
+               steps: int, processes: int, args: argparse.Namespace) -> None:
     """Write the EMA weights and the sampling scheduler with ``save_pretrained``, plus how they were made."""
     final: Path = config["final_dir"]
+    model = copy.deepcopy(model)  # the training replica keeps its own weights
     ema.copy_to(model.parameters())
     # model_index.json, landmark_denoiser/, scheduler/ (a face renderer already in final_dir stays)
     save_into_pipeline(final, settings={"audio_features": config["audio_features"]}, landmark_denoiser=model,
@@ -169,6 +179,7 @@ def save_final(model, ema: EMAModel, noise_scheduler, config: dict, counts: dict
         "initialised_from": previous,
         "seed": config["seed"],
         "steps": steps,
+        "processes": processes,  # each step saw batch_size x processes windows
         "data_examples": counts,
         "labels": LABELS,
         "real_clips": licence_summary(clip_names),

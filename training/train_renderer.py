@@ -33,6 +33,7 @@ copy of the shipped ``checkpoints/`` pipeline when ``final_dir`` has none), so `
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import shlex
@@ -42,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from accelerate.utils import extract_model_from_parallel
 from diffusers import DDIMScheduler, DDPMScheduler
 from diffusers.training_utils import EMAModel
 
@@ -59,7 +61,7 @@ from pipeline.models.face_renderer import (  # noqa: E402
 from pipeline.loading import DEFAULT_CHECKPOINT  # noqa: E402
 from pipeline.regions import MIRROR  # noqa: E402
 from training import loop  # noqa: E402
-from training.checkpointing import save_checkpoint, save_into_pipeline  # noqa: E402
+from training.checkpointing import save_into_pipeline  # noqa: E402
 from training.data.prepare_renderer_data import RendererClip, find_clips  # noqa: E402
 
 logger = logging.getLogger("train_renderer")
@@ -187,10 +189,12 @@ def predicted_original(scheduler, prediction: torch.Tensor, noisy: torch.Tensor,
     return alpha.sqrt() * noisy - (1 - alpha).sqrt() * prediction
 
 
-def training_loss(model: LandmarkFaceRenderer, scheduler, batch: dict[str, torch.Tensor],
+def training_loss(model: torch.nn.Module, scheduler, batch: dict[str, torch.Tensor],
                   generator: torch.Generator | None = None, max_timestep: int | None = None) -> torch.Tensor:
     """Masked MSE of the model's prediction on the generated region. batch: ``target`` (B, 3, R, R), ``condition``
-    (B, C, R, R), ``landmarks`` (B, 68, 2), ``mask`` (B, 1, R, R)."""
+    (B, C, R, R), ``landmarks`` (B, 68, 2), ``mask`` (B, 1, R, R). ``model`` is a :class:`LandmarkFaceRenderer` or
+    that model prepared for distributed training: the forward pass goes through the wrapper (gradient all-reduce)."""
+    prediction_type = extract_model_from_parallel(model).config.prediction_type
     clean, mask = batch["target"], batch["mask"]
     b = clean.shape[0]
     high = int(max_timestep or scheduler.config.num_train_timesteps)
@@ -198,7 +202,7 @@ def training_loss(model: LandmarkFaceRenderer, scheduler, batch: dict[str, torch
     timesteps = torch.randint(0, high, (b,), generator=generator).to(clean.device)
     noisy = add_masked_noise(scheduler, clean, noise, timesteps, mask)  # (B, 3, R, R)
     prediction = model(noisy, timesteps, batch["landmarks"], batch["condition"]).sample
-    target = prediction_target(scheduler, clean, noise, timesteps, model.config.prediction_type)
+    target = prediction_target(scheduler, clean, noise, timesteps, prediction_type)
     squared = (prediction.float() - target.float()) ** 2 * mask  # (B, 3, R, R)
     return squared.sum() / (3.0 * mask.sum()).clamp(min=1.0)
 
@@ -228,17 +232,19 @@ def validation_scores(model: LandmarkFaceRenderer, scheduler, batch: dict[str, t
 # Main
 
 
-def main(args: argparse.Namespace) -> None:
+def main(args: argparse.Namespace) -> LandmarkFaceRenderer:
+    """Train; returns this process's trained model (the replicas are identical; the final save holds its EMA)."""
     config = load_config(args)
     train = config["train"]
     out_dir: Path = config["output_dir"]
-    accelerator = loop.start(config)
+    accelerator = loop.start(config, args.report_to)
 
-    sources = [(load_clips(e["path"]), float(e["weight"])) for e in config["data"]]
+    folders = [load_clips(e["path"]) for e in config["data"]]
     counts = {e["path"]: {"clips": len(c), "frames": int(sum(len(x.frames) for x in c))}
-              for e, (c, _) in zip(config["data"], sources)}
-    logger.info("data: %s", counts)
-    validation = load_clips(config["validation"]) if config.get("validation") else []
+              for e, c in zip(config["data"], folders)}
+    sources = [(loop.shard(c, accelerator), float(e["weight"])) for e, c in zip(config["data"], folders)]
+    logger.info("data: %s (process %d of %d)", counts, accelerator.process_index + 1, accelerator.num_processes)
+    validation = load_clips(config["validation"]) if config.get("validation") and accelerator.is_main_process else []
 
     if args.init_from is not None:
         model = LandmarkFaceRenderer.from_pretrained(str(args.init_from))
@@ -247,20 +253,22 @@ def main(args: argparse.Namespace) -> None:
     else:
         model = LandmarkFaceRenderer(**config["model"])
     resolution = model.config.resolution
-    for clips, _ in sources:
+    for clips in folders:
         for clip in clips:
             assert clip.frames.shape[1] == resolution, \
                 f"{clip.name}: crops of {clip.frames.shape[1]} px, model {resolution}"
     logger.info("model: %.2fM parameters", sum(p.numel() for p in model.parameters()) / 1e6)
     noise_scheduler = DDPMScheduler(**config["scheduler"], prediction_type=model.config.prediction_type,
                                     clip_sample=False)
-    model, optimizer, lr_scheduler, ema = loop.optimisation(accelerator, model, train)
-    step = loop.resume(accelerator, out_dir, args.resume_from_checkpoint)
-    sampler = FrameSampler(sources, train["p_previous"], train["p_flip"], seed=config["seed"] + step,
+    model, optimizer, lr_scheduler, ema, progress = loop.optimisation(accelerator, model, train)
+    step = loop.resume(accelerator, out_dir, args.resume_from_checkpoint, progress)
+    seed = loop.process_seed(config["seed"], accelerator, step)
+    sampler = FrameSampler(sources, train["p_previous"], train["p_flip"], seed=seed,
                            previous_noise_max=train.get("previous_noise_max", 0.0))
-    generator = torch.Generator().manual_seed(config["seed"] + step)
+    generator = torch.Generator().manual_seed(seed)
     val_batch = _validation_batch(validation, train["validation_samples"], config["seed"], accelerator.device,
                                   train.get("validation_previous_noise"))
+    loop.init_trackers(accelerator, "train_renderer", config)
 
     model.train()
     started, running, history = time.perf_counter(), [], []
@@ -269,13 +277,13 @@ def main(args: argparse.Namespace) -> None:
         batch = {k: v.to(accelerator.device) for k, v in sampler.batch(train["batch_size"]).items()}
         loss = loop.optimisation_step(
             accelerator, model, optimizer, lr_scheduler, train["max_grad_norm"],
-            lambda: training_loss(accelerator.unwrap_model(model), noise_scheduler, batch, generator,
-                                  train.get("max_timestep")))
+            lambda: training_loss(model, noise_scheduler, batch, generator, train.get("max_timestep")))
         if not accelerator.sync_gradients:
             continue
         ema.step(accelerator.unwrap_model(model).parameters())
         step += 1
-        running.append(loss.item())
+        running.append(loop.mean_over_processes(accelerator, loss))
+        accelerator.log({"loss": running[-1], "lr": lr_scheduler.get_last_lr()[0]}, step=step)
         if step % train["log_every"] == 0:
             logger.info("step %d loss %.4f lr %.2e (%.2f s/step)", step, float(np.mean(running)),
                         lr_scheduler.get_last_lr()[0], (time.perf_counter() - started) / step)
@@ -286,22 +294,29 @@ def main(args: argparse.Namespace) -> None:
                                    train["validation_timesteps"], config["seed"])
             logger.info("step %d validation PSNR (generated region, dB): %s", step,
                         ", ".join(f"{k} {v:.2f}" for k, v in scores.items()))
+            accelerator.log({f"validation/{k}": v for k, v in scores.items()}, step=step)
             history.append({"step": step, "validation": scores})
-        if step % train["checkpointing_steps"] == 0 and accelerator.is_main_process:
-            save_checkpoint(accelerator, out_dir, step, train["checkpoints_total_limit"])
-        if deadline is not None and time.perf_counter() > deadline and step < train["max_steps"]:
-            if accelerator.is_main_process:
-                save_checkpoint(accelerator, out_dir, step, train["checkpoints_total_limit"])
+        if step % train["checkpointing_steps"] == 0:
+            loop.save_state(accelerator, progress, step)
+        if deadline is not None and time.perf_counter() > deadline:
+            accelerator.set_trigger()  # any process past the deadline stops them all at the same step
+        if accelerator.check_trigger() and step < train["max_steps"]:
+            if step % train["checkpointing_steps"]:
+                loop.save_state(accelerator, progress, step)
             logger.warning("stopped at step %d of %d after max_minutes=%s; resume with --resume_from_checkpoint "
                            "latest (nothing saved to %s)", step, train["max_steps"], train["max_minutes"],
                            config["final_dir"])
-            return
+            accelerator.end_training()
+            return accelerator.unwrap_model(model)
 
     accelerator.wait_for_everyone()
+    trained = accelerator.unwrap_model(model)
     if accelerator.is_main_process:
         minutes = (time.perf_counter() - started) / 60.0
-        save_final(accelerator.unwrap_model(model), ema, noise_scheduler, config, counts, step, minutes, history,
+        save_final(trained, ema, noise_scheduler, config, counts, step, accelerator.num_processes, minutes, history,
                    args.init_from)
+    accelerator.end_training()
+    return trained
 
 
 def _validation_batch(clips: list[RendererClip], size: int, seed: int, device,
@@ -328,10 +343,11 @@ def _validate_ema(model, ema: EMAModel, noise_scheduler, batch, timesteps, seed:
         ema.restore(model.parameters())
 
 
-def save_final(model, ema: EMAModel, noise_scheduler, config: dict, counts: dict, steps: int, minutes: float,
-               history: list, init_from: Path | None) -> None:
+def save_final(model, ema: EMAModel, noise_scheduler, config: dict, counts: dict, steps: int, processes: int,
+               minutes: float, history: list, init_from: Path | None) -> None:
     """Write the EMA weights and a DDIM sampling scheduler with ``save_pretrained``, plus how they were made."""
     final: Path = config["final_dir"]
+    model = copy.deepcopy(model)  # the training replica keeps its own weights
     ema.copy_to(model.parameters())
     # face_renderer/ and renderer_scheduler/ join the pipeline in final_dir (else a copy of the shipped one)
     save_into_pipeline(final, base=DEFAULT_CHECKPOINT, face_renderer=model,
@@ -340,6 +356,7 @@ def save_final(model, ema: EMAModel, noise_scheduler, config: dict, counts: dict
         "command": "accelerate launch training/train_renderer.py " + " ".join(map(shlex.quote, sys.argv[1:])),
         "seed": config["seed"],
         "steps": steps,
+        "processes": processes,  # each step saw batch_size x processes frames
         "wall_minutes": round(minutes, 1),
         "data": counts,
         "validation": config.get("validation"),

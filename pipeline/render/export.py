@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
@@ -25,18 +24,12 @@ def iter_render_to_mp4(
     chunk_frames: int = CHUNK_FRAMES,
 ) -> Iterator[int]:
     """Render landmark ``frames`` (T, 68, 2) with ``renderer`` into the mp4 ``output``, yielding the number of
-    frames written after each chunk. The file is complete once the iterator is exhausted; closing it earlier (or an
-    error) stops the work at the next chunk boundary and deletes the partial file."""
-    complete = False
-    try:
-        with Mp4Writer(output, fps=fps, audio=audio) as writer:
-            for start in range(0, len(frames), chunk_frames):
-                writer.write(renderer.render(context, frames[start : start + chunk_frames]))
-                yield writer.frames_written
-        complete = True
-    finally:
-        if not complete:
-            Path(output).unlink(missing_ok=True)
+    frames written after each chunk. The file appears, complete, once the iterator is exhausted; closing it earlier
+    (or an error) stops the work at the next chunk boundary and leaves ``output`` as it was (:class:`Mp4Writer`)."""
+    with Mp4Writer(output, fps=fps, audio=audio) as writer:
+        for start in range(0, len(frames), chunk_frames):
+            writer.write(renderer.render(context, frames[start : start + chunk_frames]))
+            yield writer.frames_written
 
 
 def render_to_mp4(

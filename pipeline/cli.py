@@ -251,7 +251,9 @@ def _generate_batch(args: argparse.Namespace) -> int:
     items = batch_items(args.batch, args.output)
     if not items:
         raise InputError(f"No (image, audio) pairs found in '{args.batch.name}'.")
-    state = PartialState()
+    from .distributed import launched_on_cpu
+
+    state = PartialState(cpu=launched_on_cpu())
     pipe = _load_pipeline(args, device=str(state.device))
     _check_renderer(pipe, args.renderer)
     failures = []

@@ -26,6 +26,8 @@ from accelerate.utils import ProjectConfiguration, set_seed
 from diffusers.optimization import get_cosine_schedule_with_warmup
 from diffusers.training_utils import EMAModel
 
+from pipeline.distributed import launched_on_cpu
+
 logger = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
@@ -73,6 +75,7 @@ def start(config: dict, report_to: str = "none") -> Accelerator:
     saved = _saved_states(out_dir)
     project.iteration = _save_index(saved[-1]) + 1 if saved else 0  # a new run in an old folder numbers on
     accelerator = Accelerator(
+        cpu=launched_on_cpu(),
         gradient_accumulation_steps=train["gradient_accumulation_steps"],
         mixed_precision=train["mixed_precision"],
         log_with=None if report_to == "none" else report_to,

@@ -173,7 +173,8 @@ def save_final(model, ema: EMAModel, noise_scheduler, config: dict, counts: dict
     # model_index.json, landmark_denoiser/, scheduler/ (a face renderer already in final_dir stays)
     save_into_pipeline(final, settings={"audio_features": config["audio_features"]}, landmark_denoiser=model,
                        scheduler=DDIMScheduler.from_config(noise_scheduler.config))
-    previous = json.loads((args.init_from / "training_info.json").read_text()) if args.init_from else None
+    previous_info = args.init_from / "training_info.json" if args.init_from else None
+    previous = json.loads(previous_info.read_text()) if previous_info and previous_info.is_file() else None
     info = {
         "command": "accelerate launch training/train_landmarks.py " + " ".join(map(shlex.quote, sys.argv[1:])),
         "initialised_from": previous,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Union
@@ -111,10 +112,8 @@ class Mp4Writer:
             audio_path = str(Path(self._tmpdir.name) / "speech.wav")
             write_wav(audio_path, self.audio, self.sample_rate)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle, partial = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=f".partial{self.path.suffix}",
-                                           dir=self.path.parent)
-        os.close(handle)
-        self._partial = Path(partial)
+        # a name of its own beside the target; ffmpeg creates it (with the usual permissions, unlike mkstemp's 0600)
+        self._partial = self.path.with_name(f".{self.path.stem}.{uuid.uuid4().hex[:12]}.partial{self.path.suffix}")
         self._gen = imageio_ffmpeg.write_frames(
             str(self._partial),
             (width, height),

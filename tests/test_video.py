@@ -46,6 +46,23 @@ def test_odd_frame_size_is_cropped_to_even(tmp_path):
     assert first.shape == (32, 50, 3)
 
 
+
+def test_mp4_appears_whole_or_not_at_all(tmp_path):
+    """The video is encoded beside the target and renamed when complete, with the permissions of any new file; an
+    error inside the block leaves an earlier file at the path untouched and nothing else behind."""
+    out = tmp_path / "out.mp4"
+    with Mp4Writer(out, fps=25) as writer:
+        writer.write(np.zeros((3, 32, 32, 3), np.uint8))
+        assert not out.exists()
+    (tmp_path / "plain").touch()
+    assert out.stat().st_mode == (tmp_path / "plain").stat().st_mode
+    before = out.read_bytes()
+    with pytest.raises(RuntimeError, match="stopped"):
+        with Mp4Writer(out, fps=25) as writer:
+            writer.write(np.full((3, 32, 32, 3), 200, np.uint8))
+            raise RuntimeError("stopped")
+    assert out.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4", "plain"]
+
 def _face_video(path, astronaut, n=20, blank=(5, 6)):
     """The astronaut drifting right 1 px a frame, with some frames blanked out."""
     with Mp4Writer(path, fps=25) as writer:

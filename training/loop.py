@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -63,13 +64,14 @@ def load_config(args: argparse.Namespace) -> dict:
 
 
 def start(config: dict, report_to: str = "none") -> Accelerator:
-    """Threads, accelerator, logging and the seed. Training states go to ``<output_dir>/checkpoints/checkpoint_<n>``
-    (accelerate's automatic naming; only the newest ``train.checkpoints_total_limit`` are kept), tracker logs to
-    ``<output_dir>/logs``. The global seed is the same on every process, so every replica starts from the same
-    weights; the data and the noise then differ per process (:func:`process_seed`)."""
+    """Threads (``train.num_threads``, shared out among this machine's processes), accelerator, logging and the
+    seed. Training states go to ``<output_dir>/checkpoints/checkpoint_<n>`` (accelerate's automatic naming; only the
+    newest ``train.checkpoints_total_limit`` are kept), tracker logs to ``<output_dir>/logs``. The global seed is the
+    same on every process, so every replica starts from the same weights; the data and the noise then differ per
+    process (:func:`process_seed`)."""
     train = config["train"]
     out_dir = Path(config["output_dir"])
-    torch.set_num_threads(int(train.get("num_threads", 2)))
+    torch.set_num_threads(_threads(int(train.get("num_threads", 2))))
     project = ProjectConfiguration(project_dir=str(out_dir), logging_dir=str(out_dir / "logs"),
                                    automatic_checkpoint_naming=True, total_limit=train["checkpoints_total_limit"])
     saved = _saved_states(out_dir)
@@ -81,9 +83,16 @@ def start(config: dict, report_to: str = "none") -> Accelerator:
         log_with=None if report_to == "none" else report_to,
         project_config=project,
     )
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING,
+                        format="%(asctime)s %(message)s")  # one progress log, from the main process
     set_seed(config["seed"])
     return accelerator
+
+
+def _threads(wanted: int) -> int:
+    """``wanted`` intra-op threads, fewer where this machine's processes would otherwise share cores."""
+    processes_here = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return max(1, min(wanted, (os.cpu_count() or 1) // processes_here))
 
 
 def init_trackers(accelerator: Accelerator, name: str, config: dict) -> None:

@@ -437,9 +437,7 @@ def warm_up(pipe) -> None:
     pipe.render(inputs, track, output_type="np")
 
 
-if __name__ == "__main__":
-    if os.environ.get("TALKING_FACE_TORCH_THREADS"):  # small models on a busy CPU run faster on fewer threads
-        torch.set_num_threads(int(os.environ["TALKING_FACE_TORCH_THREADS"]))
+if __name__ == "__main__":  # threads per stage: pipeline/threads.py (TALKING_FACE_THREADS=N overrides)
     pipeline = load_pipeline()
     warm_up(pipeline)
     create_demo(pipeline).queue(default_concurrency_limit=4, max_size=32).launch()

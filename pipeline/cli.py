@@ -6,12 +6,16 @@ Every problem with the user's files ends with a one-line reason on stderr and a 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import logging
+import os
 import signal
 import sys
 import threading
 import time
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Optional, Sequence
 
 import numpy as np
@@ -35,6 +39,8 @@ def _add_render_options(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    common.add_argument("--threads", type=int, help="intra-op threads for every stage (default: the measured "
+                                                     "per-stage policy of pipeline/threads.py)")
     common.add_argument(
         "--landmark-backend", choices=("mesh", "dlib", "fan"), default="mesh",
         help="face landmark detector: mesh (MediaPipe face mesh, Apache-2.0, the default) or the optional "
@@ -90,6 +96,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Stopwatch:
+    """Wall seconds per stage of one command, for its closing message."""
+
+    def __init__(self, started: float) -> None:
+        self.started = started  # time.time() when the process (or the call of main) began
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+
+    def mark_start_up(self) -> None:
+        self.seconds["start-up"] = time.time() - self.started
+
+    def summary(self) -> str:
+        """``"4.8 s: start-up 2.9 s, prepare 0.1 s, ..."``."""
+        parts = ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in self.seconds.items())
+        return f"{time.time() - self.started:.1f} s" + (f": {parts}" if parts else "")
+
+
+def ready() -> None:
+    """Start-up is over: when ``python -m pipeline`` paused garbage collection for it, freeze what start-up made out of
+    later collections and resume them (a no-op for callers of :func:`main` with collection on)."""
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
+
+
 def _say(args: argparse.Namespace, message: str) -> None:
     if not args.quiet and message:
         print(message, file=sys.stderr)
@@ -99,12 +137,14 @@ def cmd_extract(args: argparse.Namespace) -> int:
     from .face import FaceAnalyzer
     from .video import extract_track
 
-    start = time.perf_counter()
-    track, report = extract_track(args.video, FaceAnalyzer(args.landmark_backend), smoothing=args.smoothing)
+    analyzer = FaceAnalyzer(args.landmark_backend)
+    ready()
+    args.clock.mark_start_up()
+    with args.clock("tracking"):
+        track, report = extract_track(args.video, analyzer, smoothing=args.smoothing)
     track.save(args.output)
     _say(args, report.summary())
-    _say(args, f"Wrote {track.num_frames} frames at {track.fps:g} fps to {args.output} "
-               f"({time.perf_counter() - start:.1f} s).")
+    _say(args, f"Wrote {track.num_frames} frames at {track.fps:g} fps to {args.output} in {args.clock.summary()}.")
     return 0
 
 
@@ -128,21 +168,25 @@ def cmd_render(args: argparse.Namespace) -> int:
     from .landmarks import LandmarkTrack, belongs_to, face_points, retarget
     from .render.export import render_to_mp4
     from .render.warp import WarpRenderer
+    from .threads import stage_threads
 
-    start = time.perf_counter()
     if args.renderer == "diffusion":
         import torch
 
         from .loading import load_pipeline
 
-        renderer = load_pipeline(args.checkpoint).make_renderer(
+        renderer = load_pipeline(args.checkpoint, warm=False).make_renderer(
             "diffusion", args.size, args.full, torch.Generator().manual_seed(args.seed))
     else:
         renderer = WarpRenderer(size=args.size, full=args.full)
     image = load_image(args.image)
     track = LandmarkTrack.load(args.landmarks)
     samples = load_audio(args.audio) if args.audio else None
-    detection = FaceAnalyzer(args.landmark_backend).detect(image)
+    analyzer = FaceAnalyzer(args.landmark_backend)
+    ready()
+    args.clock.mark_start_up()
+    with args.clock("prepare"), stage_threads("face"):
+        detection = analyzer.detect(image)
     _say(args, detection.message)
     photo_size = (image.shape[1], image.shape[0])
     own = belongs_to(track, detection.landmarks, photo_size)
@@ -153,10 +197,10 @@ def cmd_render(args: argparse.Namespace) -> int:
     if samples is not None:
         frames, note = fit_length(frames, num_video_frames(len(samples), track.fps), detection.landmarks)
         _say(args, note)
-    context = renderer.prepare(image, detection.landmarks)
-    written = render_to_mp4(renderer, context, frames, args.output, track.fps, samples)
-    _say(args, f"Wrote {written} frames ({written / track.fps:.2f} s) to {args.output} "
-               f"in {time.perf_counter() - start:.1f} s.")
+    with args.clock("render"), stage_threads(args.renderer):
+        context = renderer.prepare(image, detection.landmarks)
+        written = render_to_mp4(renderer, context, frames, args.output, track.fps, samples)
+    _say(args, f"Wrote {written} frames ({written / track.fps:.2f} s) to {args.output} in {args.clock.summary()}.")
     return 0
 
 
@@ -167,9 +211,11 @@ def _load_pipeline(args: argparse.Namespace, device: Optional[str] = None):
         from diffusers.utils import logging as diffusers_logging
 
         diffusers_logging.disable_progress_bar()
-    pipe = load_pipeline(args.checkpoint, device=device)
+    pipe = load_pipeline(args.checkpoint, device=device, warm=False)
     pipe.register_to_config(landmark_backend=args.landmark_backend)
     pipe.set_progress_bar_config(disable=args.quiet)
+    ready()
+    args.clock.mark_start_up()
     return pipe
 
 
@@ -180,20 +226,21 @@ def _generator(args: argparse.Namespace):
 
 
 def _generate_track(pipe, generator, args: argparse.Namespace, image, audio):
-    inputs = pipe.prepare(image, audio)
+    with args.clock("prepare"):
+        inputs = pipe.prepare(image, audio)
     _say(args, inputs.face.message)
-    track = pipe.generate_landmarks(inputs, args.steps, args.guidance, generator,
-                                    head_motion=args.head_motion, blink_rate=args.blink_rate)
+    with args.clock("landmarks"):
+        track = pipe.generate_landmarks(inputs, args.steps, args.guidance, generator,
+                                        head_motion=args.head_motion, blink_rate=args.blink_rate)
     return inputs, track
 
 
 def cmd_landmarks(args: argparse.Namespace) -> int:
-    start = time.perf_counter()
     pipe = _load_pipeline(args)
     _, track = _generate_track(pipe, _generator(args), args, args.image, args.audio)
     track.save(args.output)
-    _say(args, f"Wrote {track.num_frames} frames ({track.duration:.2f} s) to {args.output} "
-               f"in {time.perf_counter() - start:.1f} s.")
+    _say(args, f"Wrote {track.num_frames} frames ({track.duration:.2f} s) to {args.output} in "
+               f"{args.clock.summary()}.")
     return 0
 
 
@@ -229,9 +276,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         return _generate_batch(args)
     pipe = _load_pipeline(args)
     _check_renderer(pipe, args.renderer)
-    start = time.perf_counter()
     _generate_one(pipe, _generator(args), args, args.image, args.audio, args.output, args.landmarks_out)
-    _say(args, f"Wrote {args.output} in {time.perf_counter() - start:.1f} s.")
+    _say(args, f"Wrote {args.output} in {args.clock.summary()}.")
     return 0
 
 
@@ -282,8 +328,9 @@ def _generate_one(pipe, generator, args, image: Path, audio: Path, output: Path,
     if track_out is not None:
         track.save(track_out)
     output.parent.mkdir(parents=True, exist_ok=True)
-    pipe.render(inputs, track, size=args.size, full=args.full, output_type="mp4", output_path=output,
-                renderer=args.renderer, generator=generator)
+    with args.clock("render"):
+        pipe.render(inputs, track, size=args.size, full=args.full, output_type="mp4", output_path=output,
+                    renderer=args.renderer, generator=generator)
 
 
 COMMANDS = {"extract": cmd_extract, "render": cmd_render, "landmarks": cmd_landmarks, "generate": cmd_generate}
@@ -294,8 +341,18 @@ def _stop(signum: int, frame) -> None:
     raise KeyboardInterrupt
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Optional[Sequence[str]] = None, started: Optional[float] = None) -> int:
+    """Run one command; ``started`` (``time.time()`` when the process began) dates the start-up figure of the closing
+    message, else the call of this function."""
     args = build_parser().parse_args(argv)
+    args.clock = Stopwatch(time.time() if started is None else started)
+    if args.threads is not None:
+        if args.threads < 1:
+            print("error: --threads must be 1 or more.", file=sys.stderr)
+            return 2
+        from .threads import THREADS_ENV
+
+        os.environ[THREADS_ENV] = str(args.threads)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _stop) if in_main_thread else None

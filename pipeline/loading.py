@@ -34,9 +34,10 @@ def resolve_checkpoint(source: Optional[Union[str, os.PathLike]] = None, revisio
 
 
 def load_pipeline(source: Optional[Union[str, os.PathLike]] = None, device: Optional[str] = None,
-                  torch_dtype=None, local_files_only: bool = False):
+                  torch_dtype=None, local_files_only: bool = False, warm: bool = True):
     """Load :class:`TalkingFacePipeline` from :func:`resolve_checkpoint`'s folder onto ``device`` (CUDA when
-    available, else CPU), warmed up (see :func:`warm_up`)."""
+    available, else CPU), warmed up (see :func:`warm_up`) unless ``warm`` is False (a command that runs once pays
+    those costs in its first stage anyway)."""
     import torch
 
     from .pipeline_talking_face import TalkingFacePipeline
@@ -48,7 +49,8 @@ def load_pipeline(source: Optional[Union[str, os.PathLike]] = None, device: Opti
     pipe = TalkingFacePipeline.from_pretrained(str(folder), **kwargs)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     pipe = pipe.to(device)
-    warm_up(pipe)
+    if warm:
+        warm_up(pipe)
     return pipe
 
 

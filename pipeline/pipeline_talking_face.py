@@ -42,6 +42,7 @@ from .motion import generate_motion
 from .render.diffusion import DiffusionRenderer
 from .render.export import iter_render_to_mp4
 from .render.warp import WarpRenderer
+from .threads import stage_threads
 
 logger = logging.getLogger(__name__)
 
@@ -178,7 +179,8 @@ class TalkingFacePipeline(DiffusionPipeline):
     def prepare(self, image: ImageInput, audio: AudioInput | np.ndarray) -> TalkingFaceInputs:
         """Load the photo and find its face; load the speech (16 kHz mono). Raises :class:`InputError`."""
         rgb = load_image(image)
-        face = self.face_analyzer.detect(rgb)
+        with stage_threads("face"):
+            face = self.face_analyzer.detect(rgb)
         if face.message:
             logger.info(face.message)
         samples = np.asarray(audio, dtype=np.float32) if isinstance(audio, np.ndarray) else load_audio(audio)
@@ -201,6 +203,13 @@ class TalkingFacePipeline(DiffusionPipeline):
         expression changes on their own); ``head_motion`` scales an added natural head sway and
         ``blink_rate`` (per minute), when given, adds blinks at natural random times.
         """
+        with stage_threads("landmarks"):
+            return self._generate_landmarks(inputs, num_inference_steps, guidance_scale, generator, head_motion,
+                                            blink_rate, callback_on_step_end)
+
+    def _generate_landmarks(self, inputs: TalkingFaceInputs, num_inference_steps: int, guidance_scale: float,
+                            generator: Optional[torch.Generator], head_motion: float, blink_rate: Optional[float],
+                            callback_on_step_end: Optional[Callable[..., Any]]) -> LandmarkTrack:
         features = self.audio_featurizer(inputs.audio, fps=inputs.fps)  # (T, D)
         face = inputs.points3d
         neutral, to_canon = to_canonical(face)  # (68, 3), (3, 4)
@@ -286,12 +295,18 @@ class TalkingFacePipeline(DiffusionPipeline):
         drawer = self.make_renderer(renderer, size, full, generator)
         context = drawer.prepare(inputs.image, inputs.face.landmarks)
         bar = self.stage_progress_bar(len(frames), "render")
+        chunks = iter_render_to_mp4(drawer, context, frames, output_path, inputs.fps, inputs.audio,
+                                    CHUNK_FRAMES[renderer])
         try:
-            for done in iter_render_to_mp4(drawer, context, frames, output_path, inputs.fps, inputs.audio,
-                                           CHUNK_FRAMES[renderer]):
+            while True:
+                with stage_threads(renderer):  # while rendering only, not while the caller has the chunk
+                    done = next(chunks, None)
+                if done is None:
+                    return
                 bar.update(done - bar.n)
                 yield done, len(frames)
         finally:
+            chunks.close()
             bar.close()
 
     def render(
@@ -317,7 +332,7 @@ class TalkingFacePipeline(DiffusionPipeline):
         frames = self.fit_track(track, inputs)
         drawer = self.make_renderer(renderer, size, full, generator)
         context = drawer.prepare(inputs.image, inputs.face.landmarks)
-        with self.stage_progress_bar(len(frames), "render") as bar:
+        with self.stage_progress_bar(len(frames), "render") as bar, stage_threads(renderer):
             video = drawer.render(context, frames)
             bar.update(len(frames))
         return [PIL.Image.fromarray(f) for f in video] if output_type == "pil" else video

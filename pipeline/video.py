@@ -21,6 +21,7 @@ import numpy as np
 from .canonical import pose_from_transform
 from .errors import InputError, NoFaceError
 from .landmarks import LandmarkTrack, face_points, rest_frame
+from .threads import stage_threads
 
 logger = logging.getLogger(__name__)
 
@@ -218,12 +219,13 @@ def extract_track(
     points: list[Optional[np.ndarray]] = []
     size = (0, 0)
     tracker = analyzer.tracker()
-    for i, frame in enumerate(iter_video_frames(video)):
-        size = (frame.shape[1], frame.shape[0])
-        detection = tracker.update(frame)
-        points.append(None if detection is None else face_points(detection))
-        if progress is not None:
-            progress(i)
+    with stage_threads("face"):
+        for i, frame in enumerate(iter_video_frames(video)):
+            size = (frame.shape[1], frame.shape[0])
+            detection = tracker.update(frame)
+            points.append(None if detection is None else face_points(detection))
+            if progress is not None:
+                progress(i)
     report = ExtractionReport([i for i, p in enumerate(points) if p is None], len(points))
     if not points:
         raise InputError(f"'{Path(video).name}' contains no frames.")

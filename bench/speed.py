@@ -2,13 +2,13 @@
 
     python bench/speed.py                           # 10 s, 60 s and 600 s of speech at 256² and 512²
     python bench/speed.py --lengths 10 --sizes 256  # one quick row
-    python bench/speed.py --lengths 10 --sizes 256 --cli-image photo.jpg --cli-audio speech.wav --cli-runs 3
+    python bench/speed.py --lengths 8 --sizes 256 --image photo.jpg --audio speech.wav --cli-runs 3
 
 In process: each (length, size) runs in a fresh process, so peak memory (max RSS) and cold start (imports + loading
 the pipeline) are measured cleanly; the stages are timed on the first call (what a one-off script pays) and again
-warm (what the app pays per request). The speech is ``examples/speech.wav`` repeated to the length. From the command
-line: ``python -m pipeline generate`` on ``--cli-image`` and ``--cli-audio`` (default: the examples), wall clock of
-the whole command, with the start-up and per-stage seconds it prints. Writes ``speed.md``, ``speed.json`` and
+warm (what the app pays per request). The photo is ``--image`` and the speech ``--audio`` repeated or cut to each
+length (default: the examples). From the command line: ``python -m pipeline generate`` on ``--image`` and
+``--audio`` as they are, wall clock of the whole command, with the start-up and per-stage seconds it prints. Writes ``speed.md``, ``speed.json`` and
 ``speed.png`` (time and memory against audio length) to ``--out``.
 """
 
@@ -31,7 +31,8 @@ sys.path.insert(0, str(REPO))
 from pipeline.threads import POLICY, threads_for  # noqa: E402
 
 
-def run_one(seconds: float, size: int, checkpoint: str | None, device: str | None) -> dict:
+def run_one(seconds: float, size: int, checkpoint: str | None, device: str | None, image: Path,
+            speech: Path) -> dict:
     """Time one full run in this process; returns per-stage seconds and peak RSS."""
     start = time.perf_counter()
     import numpy as np
@@ -44,11 +45,10 @@ def run_one(seconds: float, size: int, checkpoint: str | None, device: str | Non
     pipe = load_pipeline(checkpoint, device=device)
     pipe.set_progress_bar_config(disable=True)
     loaded = time.perf_counter()
-    speech = load_audio(REPO / "examples" / "speech.wav")
-    audio = np.resize(speech, int(seconds * 16000))
+    audio = np.resize(load_audio(speech), int(seconds * 16000))
     marks = {"import_s": imported - start, "load_s": loaded - imported}
     t = time.perf_counter()
-    inputs = pipe.prepare(REPO / "examples" / "astronaut.png", audio)
+    inputs = pipe.prepare(image, audio)
     marks["prepare_s"] = time.perf_counter() - t
     t = time.perf_counter()
     track = pipe.generate_landmarks(inputs, generator=torch.Generator().manual_seed(0))
@@ -61,7 +61,7 @@ def run_one(seconds: float, size: int, checkpoint: str | None, device: str | Non
     pipe.render(inputs, track, size=size, output_type="mp4", output_path=out)
     marks["render_s"] = time.perf_counter() - t
     marks["first_call_s"] = marks["prepare_s"] + marks["landmarks_s"] + marks["render_s"]
-    for stage, run in (("prepare", lambda: pipe.prepare(REPO / "examples" / "astronaut.png", audio)),
+    for stage, run in (("prepare", lambda: pipe.prepare(image, audio)),
                        ("landmarks", lambda: pipe.generate_landmarks(inputs, generator=torch.Generator().manual_seed(0))),
                        ("render", lambda: pipe.render(inputs, track, size=size, output_type="mp4", output_path=out))):
         t = time.perf_counter()
@@ -159,18 +159,20 @@ def main() -> None:
     parser.add_argument("--checkpoint", help="pipeline folder or Hub id (default: checkpoints/)")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--out", type=Path, default=REPO / "results" / "speed")
-    parser.add_argument("--cli-image", type=Path, default=REPO / "examples" / "astronaut.png")
-    parser.add_argument("--cli-audio", type=Path, default=REPO / "examples" / "speech.wav")
+    parser.add_argument("--image", type=Path, default=REPO / "examples" / "astronaut.png", help="portrait photo")
+    parser.add_argument("--audio", type=Path, default=REPO / "examples" / "speech.wav", help="speech recording")
     parser.add_argument("--cli-runs", type=int, default=3, help="runs of the command line (0: none)")
     parser.add_argument("--one", nargs=2, type=float, metavar=("SECONDS", "SIZE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.one[0], int(args.one[1]), args.checkpoint, args.device)))
+        print(json.dumps(run_one(args.one[0], int(args.one[1]), args.checkpoint, args.device, args.image,
+                                 args.audio)))
         return
     rows = []
     for seconds in [float(s) for s in args.lengths.split(",")]:
         for size in [int(s) for s in args.sizes.split(",")]:
-            cmd = [sys.executable, __file__, "--one", str(seconds), str(size)]
+            cmd = [sys.executable, __file__, "--one", str(seconds), str(size), "--image", str(args.image),
+                   "--audio", str(args.audio)]
             cmd += ["--checkpoint", args.checkpoint] if args.checkpoint else []
             cmd += ["--device", args.device] if args.device else []
             result = subprocess.run(cmd, capture_output=True, text=True, check=True)
@@ -182,8 +184,8 @@ def main() -> None:
     text = f"Machine: {machine}\n\n{table(rows)}\n"
     cli = []
     if args.cli_runs > 0:
-        cli = cli_runs(args.cli_image, args.cli_audio, int(args.sizes.split(",")[0]), args.cli_runs)
-        text += "\n" + cli_table(cli, args.cli_image, args.cli_audio) + "\n"
+        cli = cli_runs(args.image, args.audio, int(args.sizes.split(",")[0]), args.cli_runs)
+        text += "\n" + cli_table(cli, args.image, args.audio) + "\n"
     (args.out / "speed.md").write_text(text)
     (args.out / "speed.json").write_text(json.dumps({"in_process": rows, "cli": cli}, indent=2))
     plot(rows, args.out / "speed.png")

@@ -9,21 +9,54 @@ import argparse
 import contextlib
 import gc
 import logging
+import math
 import os
 import signal
 import sys
 import threading
 import time
 from pathlib import Path
-from collections.abc import Iterator
-from typing import Optional, Sequence
+from collections.abc import Callable, Iterator
+from typing import NoReturn, Optional, Sequence
 
 import numpy as np
 
 from .errors import InputError
-from .defaults import DEFAULT_STEPS
+from .outputs import check_output
+from .defaults import (
+    DEFAULT_STEPS,
+    MAX_BLINK_RATE,
+    MAX_GUIDANCE,
+    MAX_HEAD_MOTION,
+    MAX_SEED,
+    MAX_SMOOTHING,
+    MAX_STEPS,
+)
 
 logger = logging.getLogger("pipeline")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Mistakes in the options end with one line, ``error: ...``, and exit code 2 (no usage dump)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def _number(kind: type, low: float, high: float) -> Callable[[str], float]:
+    """An option type: a finite ``kind`` (int or float) from ``low`` to ``high``."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a {'whole ' if kind is int else ''}number") from None
+        if not math.isfinite(value) or not low <= value <= high:
+            show = (lambda v: f"{v:g}") if kind is float else str
+            raise argparse.ArgumentTypeError(f"must be from {show(low)} to {show(high)}, not {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
 
 
 def _add_render_options(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +72,7 @@ def _add_render_options(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", help="print only errors")
-    common.add_argument("--threads", type=int, help="intra-op threads for every stage (default: the measured "
+    common.add_argument("--threads", type=_number(int, 1, 256), help="intra-op threads for every stage (default: the measured "
                                                      "per-stage policy of pipeline/threads.py)")
     common.add_argument(
         "--landmark-backend", choices=("mesh", "dlib", "fan"), default="mesh",
@@ -48,19 +81,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     model_options = argparse.ArgumentParser(add_help=False)
     model_options.add_argument("--checkpoint", help="folder or Hub repo id of the pipeline (default: checkpoints/)")
-    model_options.add_argument("--seed", type=int, default=0, help="another seed gives another natural variation")
-    model_options.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="denoising steps of the landmark model")
-    model_options.add_argument("--guidance", type=float, default=2.0, help="audio guidance scale")
-    model_options.add_argument("--head-motion", type=float, default=1.0, help="amount of natural head sway")
-    model_options.add_argument("--blink-rate", type=float, help="add blinks at this rate per minute")
-    parser = argparse.ArgumentParser(prog="python -m pipeline", description="Talking-face generator.")
+    model_options.add_argument("--seed", type=_number(int, 0, MAX_SEED), default=0,
+                               help="another seed gives another natural variation")
+    model_options.add_argument("--steps", type=_number(int, 1, MAX_STEPS), default=DEFAULT_STEPS,
+                               help="denoising steps of the landmark model")
+    model_options.add_argument("--guidance", type=_number(float, 0, MAX_GUIDANCE), default=2.0,
+                               help="audio guidance scale")
+    model_options.add_argument("--head-motion", type=_number(float, 0, MAX_HEAD_MOTION), default=1.0,
+                               help="amount of natural head sway")
+    model_options.add_argument("--blink-rate", type=_number(float, 0, MAX_BLINK_RATE),
+                               help="add blinks at this rate per minute")
+    parser = _Parser(prog="python -m pipeline", description="Talking-face generator.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     extract = sub.add_parser("extract", parents=[common],
                              help="landmark track (JSON) of every frame of a talking-face video")
     extract.add_argument("--video", required=True, type=Path)
     extract.add_argument("-o", "--output", required=True, type=Path, help="track.json to write")
-    extract.add_argument("--smoothing", type=float, default=0.7, help="temporal smoothing (frames, 0 = none)")
+    extract.add_argument("--smoothing", type=_number(float, 0, MAX_SMOOTHING), default=0.7,
+                         help="temporal smoothing (frames, 0 = none)")
 
     render = sub.add_parser("render", parents=[common], help="render a photo driven by a landmark track into an mp4")
     render.add_argument("--image", required=True, type=Path, help="portrait photo")
@@ -71,11 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--retarget", choices=("auto", "always", "never"), default="auto",
         help="map the track's motion onto the photo's face (auto: unless the track was made for this photo)",
     )
-    render.add_argument("--head-motion", type=float, default=1.0,
+    render.add_argument("--head-motion", type=_number(float, 0, MAX_HEAD_MOTION), default=1.0,
                         help="scale of the track's head motion when retargeting")
     render.add_argument("--checkpoint", help="with --renderer diffusion: folder or Hub repo id of the pipeline "
                                              "(default: checkpoints/)")
-    render.add_argument("--seed", type=int, default=0, help="with --renderer diffusion: seed of its noise")
+    render.add_argument("--seed", type=_number(int, 0, MAX_SEED), default=0,
+                        help="with --renderer diffusion: seed of its noise")
     _add_render_options(render)
 
     landmarks = sub.add_parser("landmarks", parents=[common, model_options],
@@ -137,6 +177,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     from .face import FaceAnalyzer
     from .video import extract_track
 
+    check_output(args.output, (".json",))
     analyzer = FaceAnalyzer(args.landmark_backend)
     ready()
     args.clock.mark_start_up()
@@ -170,6 +211,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     from .render.warp import WarpRenderer
     from .threads import stage_threads
 
+    check_output(args.output, (".mp4",))
     if args.renderer == "diffusion":
         import torch
 
@@ -236,6 +278,7 @@ def _generate_track(pipe, generator, args: argparse.Namespace, image, audio):
 
 
 def cmd_landmarks(args: argparse.Namespace) -> int:
+    check_output(args.output, (".json",))
     pipe = _load_pipeline(args)
     _, track = _generate_track(pipe, _generator(args), args, args.image, args.audio)
     track.save(args.output)
@@ -274,6 +317,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise InputError("Give either --image and --audio, or --batch.")
     if args.batch is not None:
         return _generate_batch(args)
+    check_output(args.output, (".mp4",))
+    if args.landmarks_out is not None:
+        check_output(args.landmarks_out, (".json",))
     pipe = _load_pipeline(args)
     _check_renderer(pipe, args.renderer)
     _generate_one(pipe, _generator(args), args, args.image, args.audio, args.output, args.landmarks_out)
@@ -294,6 +340,8 @@ def _generate_batch(args: argparse.Namespace) -> int:
     from accelerate import PartialState
     from accelerate.utils import gather_object
 
+    if args.output.exists() and not args.output.is_dir():
+        raise InputError(f"With --batch, -o names a folder; '{args.output}' is a file.")
     items = batch_items(args.batch, args.output)
     if not items:
         raise InputError(f"No (image, audio) pairs found in '{args.batch.name}'.")
@@ -307,6 +355,7 @@ def _generate_batch(args: argparse.Namespace) -> int:
         for i, (image, audio, output) in share:
             start = time.perf_counter()
             try:
+                check_output(output, (".mp4",))
                 _generate_one(pipe, _generator(args), args, image, audio, output, None)
                 print(f"[{i}/{len(items)}] {image.name} + {audio.name} -> {output} "
                       f"({time.perf_counter() - start:.1f} s)", flush=True)
@@ -347,9 +396,6 @@ def main(argv: Optional[Sequence[str]] = None, started: Optional[float] = None) 
     args = build_parser().parse_args(argv)
     args.clock = Stopwatch(time.time() if started is None else started)
     if args.threads is not None:
-        if args.threads < 1:
-            print("error: --threads must be 1 or more.", file=sys.stderr)
-            return 2
         from .threads import THREADS_ENV
 
         os.environ[THREADS_ENV] = str(args.threads)

@@ -4,3 +4,11 @@
 #: 6 steps, 0.0182 at 10) and on the held-out ones (seeds 0-4: 0.0367-0.0377 at 6, 0.0376-0.0392 at 10), and are
 #: faster (training/evaluate_landmarks.py --steps N --seed S; README).
 DEFAULT_STEPS = 6
+
+#: Ranges of the sampling and editing settings, shared by the command line (checked there) and the pipeline.
+MAX_STEPS = 1000  # the training schedule's number of timesteps
+MAX_GUIDANCE = 20.0
+MAX_HEAD_MOTION = 5.0
+MAX_BLINK_RATE = 120.0  # per minute
+MAX_SMOOTHING = 25.0  # frames
+MAX_SEED = 2**63 - 1

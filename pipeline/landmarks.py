@@ -18,6 +18,7 @@ points get the mean face's depth (:func:`~pipeline.canonical.lift_to_3d`). Loadi
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -125,9 +126,11 @@ class LandmarkTrack:
         return data
 
     def save(self, path: Union[str, os.PathLike]) -> Path:
-        path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), separators=(",", ":")))
-        return path
+        """Write the track as JSON, whole or not at all (an earlier file at ``path`` stays until the new one is
+        complete)."""
+        from .outputs import write_atomically
+
+        return write_atomically(path, json.dumps(self.to_dict(), separators=(",", ":")).encode())
 
     @classmethod
     def load(cls, source: Union[str, os.PathLike, bytes]) -> "LandmarkTrack":
@@ -204,9 +207,15 @@ def _numbers(value: Any, name: str, expected: str) -> np.ndarray:
     if not isinstance(value, list):
         raise TrackError(f"'{name}' must be a list {expected}.")
     try:
-        return np.array(value, dtype=np.float64)
+        arr = np.array(value, dtype=np.float64)
     except (ValueError, TypeError, OverflowError):
         raise TrackError(f"'{name}' must be a regular list of numbers shaped {expected}.") from None
+    leaves: Any = value
+    for _ in range(arr.ndim - 1):  # the structure is regular (the array was built), so this reaches every number
+        leaves = itertools.chain.from_iterable(leaves)
+    if not set(map(type, leaves)) <= {int, float}:  # numpy would have read "1.5" and true as numbers
+        raise TrackError(f"'{name}' must hold numbers only (no strings or true/false), shaped {expected}.")
+    return arr
 
 
 def _points_array(value: Any, name: str, ndim: int, dim: int) -> np.ndarray:

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from .audio import AudioInput, load_audio, make_audio_features, num_video_frames
 from .canonical import from_canonical, to_canonical
-from .defaults import DEFAULT_STEPS
+from .defaults import DEFAULT_STEPS, MAX_GUIDANCE, MAX_STEPS
 from .edits import add_blinks, add_head_motion
 from .errors import InputError
 from .face import FaceAnalyzer, FaceDetection
@@ -167,14 +167,20 @@ class TalkingFacePipeline(DiffusionPipeline):
 
     # --- 1. inputs ------------------------------------------------------------------------------------
     def check_inputs(self, num_inference_steps: int, guidance_scale: float, output_type: str, size: int) -> None:
-        if not isinstance(num_inference_steps, int) or not 1 <= num_inference_steps <= 1000:
-            raise InputError(f"num_inference_steps must be an integer from 1 to 1000, not {num_inference_steps!r}.")
-        if not 0.0 <= guidance_scale <= 20.0:
-            raise InputError(f"guidance_scale must be between 0 and 20, not {guidance_scale!r}.")
+        self.check_sampling(num_inference_steps, guidance_scale)
         if output_type not in ("np", "pil", "mp4"):
             raise InputError(f"output_type must be 'np', 'pil' or 'mp4', not {output_type!r}.")
         if size not in (256, 512):
             raise InputError(f"size must be 256 or 512, not {size!r}.")
+
+    @staticmethod
+    def check_sampling(num_inference_steps: int, guidance_scale: float) -> None:
+        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) \
+                or not 1 <= num_inference_steps <= MAX_STEPS:
+            raise InputError(f"num_inference_steps must be an integer from 1 to {MAX_STEPS}, not "
+                             f"{num_inference_steps!r}.")
+        if not 0.0 <= guidance_scale <= MAX_GUIDANCE:  # False for NaN too
+            raise InputError(f"guidance_scale must be between 0 and {MAX_GUIDANCE:g}, not {guidance_scale!r}.")
 
     def prepare(self, image: ImageInput, audio: AudioInput | np.ndarray) -> TalkingFaceInputs:
         """Load the photo and find its face; load the speech (16 kHz mono). Raises :class:`InputError`."""
@@ -203,6 +209,7 @@ class TalkingFacePipeline(DiffusionPipeline):
         expression changes on their own); ``head_motion`` scales an added natural head sway and
         ``blink_rate`` (per minute), when given, adds blinks at natural random times.
         """
+        self.check_sampling(num_inference_steps, guidance_scale)
         with stage_threads("landmarks"):
             return self._generate_landmarks(inputs, num_inference_steps, guidance_scale, generator, head_motion,
                                             blink_rate, callback_on_step_end)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Union
@@ -21,6 +20,7 @@ import numpy as np
 from .canonical import pose_from_transform
 from .errors import InputError, NoFaceError
 from .landmarks import LandmarkTrack, face_points, rest_frame
+from .outputs import partial_path
 from .threads import stage_threads
 
 logger = logging.getLogger(__name__)
@@ -113,8 +113,7 @@ class Mp4Writer:
             audio_path = str(Path(self._tmpdir.name) / "speech.wav")
             write_wav(audio_path, self.audio, self.sample_rate)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        # a name of its own beside the target; ffmpeg creates it (with the usual permissions, unlike mkstemp's 0600)
-        self._partial = self.path.with_name(f".{self.path.stem}.{uuid.uuid4().hex[:12]}.partial{self.path.suffix}")
+        self._partial = partial_path(self.path)  # ffmpeg creates it, with the usual permissions
         self._gen = imageio_ffmpeg.write_frames(
             str(self._partial),
             (width, height),

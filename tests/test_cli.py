@@ -159,3 +159,25 @@ def test_a_killed_render_leaves_the_previous_video_as_it_was(files, astronaut_la
         child.kill()
     assert child.returncode == 130 and err.strip() == "Stopped; unfinished outputs were not written."
     assert out.read_bytes() == previous and sorted(p.name for p in out_dir.iterdir()) == ["talk.mp4"]
+
+
+@pytest.mark.parametrize("option", [("--steps", "0"), ("--steps", "100000"), ("--steps", "-3"), ("--steps", "2.5"),
+                                    ("--guidance", "nan"), ("--guidance", "-1"), ("--seed", "-1"),
+                                    ("--head-motion", "inf"), ("--blink-rate", "1e9"), ("--threads", "0")])
+def test_bad_numbers_get_one_line_and_exit_2(files, option, capsys):
+    """Every numeric option is checked (finite, in range) before anything runs."""
+    with pytest.raises(SystemExit) as stop:
+        main(["generate", "--image", str(files / "photo.png"), "--audio", str(files / "speech.wav"),
+              "-o", str(files / "never.mp4"), *option])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and len(lines) == 1 and lines[0].startswith(f"error: argument {option[0]}")
+    assert not (files / "never.mp4").exists()
+
+
+@pytest.mark.parametrize("target", ["/dev/full", "/proc/talk.mp4", "{tmp}/no_extension", "{tmp}"])
+def test_unusable_output_paths_are_named(files, target, tmp_path, capsys):
+    target = target.format(tmp=tmp_path)
+    code = main(["generate", "--image", str(files / "photo.png"), "--audio", str(files / "speech.wav"), "-o", target])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith(f"error: Cannot write '{target}': ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no probe or partial file left behind

@@ -1,4 +1,5 @@
 import json
+import os
 
 import numpy as np
 import pytest
@@ -327,3 +328,26 @@ def test_belongs_to(astronaut_landmarks):
     assert belongs_to(track, astronaut_landmarks, (512, 512))
     assert not belongs_to(track, astronaut_landmarks, (600, 512))
     assert not belongs_to(track, astronaut_landmarks + 30, (512, 512))
+
+
+@pytest.mark.parametrize("bad", ["1.5", True, False, None])
+def test_coordinates_must_be_numbers(bad):
+    """numpy would read "1.5" and true as numbers; a track with them is refused with a reason."""
+    data = LandmarkTrack(np.full((2, 68, 3), 100.0, np.float32), 25, (512, 512)).to_dict()
+    data["frames"][1][7][0] = bad
+    with pytest.raises(TrackError, match="'frames' must"):
+        LandmarkTrack.load(json.dumps(data).encode())
+
+
+def test_save_is_whole_or_nothing(tmp_path, monkeypatch):
+    """A track is written beside its path and renamed: a failure leaves the earlier file and no partial one."""
+    path = LandmarkTrack(np.full((2, 68, 3), 100.0, np.float32), 25, (512, 512)).save(tmp_path / "t.json")
+    before = path.read_bytes()
+
+    def fail(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(OSError, match="disk full"):
+        LandmarkTrack(np.full((3, 68, 3), 120.0, np.float32), 25, (512, 512)).save(path)
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["t.json"]

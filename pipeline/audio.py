@@ -364,7 +364,7 @@ class PretrainedSpeechFeatures:
             )
         self.dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
         self.device = torch.device(device)
-        self.model = AutoModel.from_pretrained(model, local_files_only=local_files_only)
+        self.model = AutoModel.from_pretrained(model, local_files_only=local_files_only, use_safetensors=True)
         self.model.to(device=self.device, dtype=self.dtype).eval()
         config = self.model.config
         if not -(config.num_hidden_layers + 1) <= layer <= config.num_hidden_layers:

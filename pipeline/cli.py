@@ -72,8 +72,9 @@ def _add_render_options(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", help="print only errors")
-    common.add_argument("--threads", type=_number(int, 1, 256), help="intra-op threads for every stage (default: the measured "
-                                                     "per-stage policy of pipeline/threads.py)")
+    common.add_argument("--threads", type=_number(int, 1, 256),
+                        help="intra-op threads for every stage (default: the measured per-stage policy of "
+                             "pipeline/threads.py)")
     common.add_argument(
         "--landmark-backend", choices=("mesh", "dlib", "fan"), default="mesh",
         help="face landmark detector: mesh (MediaPipe face mesh, Apache-2.0, the default) or the optional "

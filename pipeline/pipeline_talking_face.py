@@ -13,6 +13,7 @@ The stages are public methods so that a UI can stop between them (show and edit 
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -123,6 +124,21 @@ class TalkingFacePipeline(DiffusionPipeline):
 
     model_cpu_offload_seq = "landmark_denoiser->face_renderer"
     _optional_components = ["face_renderer", "renderer_scheduler"]
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: Union[str, os.PathLike], **kwargs: Any):
+        """diffusers' ``from_pretrained``, made safe for files from anywhere: a Hub repo is fetched with only the files
+        a pipeline needs (``revision`` and ``local_files_only`` are honoured), ``model_index.json`` may name only this
+        pipeline's components (:func:`pipeline.loading.check_model_index`), and weights load from safetensors only
+        (``use_safetensors=False`` is refused)."""
+        from .loading import check_model_index, resolve_checkpoint
+
+        if kwargs.get("use_safetensors", True) is not True:
+            raise ValueError("TalkingFacePipeline loads safetensors weights only (pickled weights can run code).")
+        folder = resolve_checkpoint(pretrained_model_name_or_path, revision=kwargs.pop("revision", None),
+                                    local_files_only=kwargs.get("local_files_only", False))
+        check_model_index(folder)
+        return super().from_pretrained(str(folder), **{**kwargs, "use_safetensors": True})
 
     def __init__(
         self,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -106,20 +108,34 @@ def test_resolve_checkpoint_folder_and_hub_cache(pipe, tmp_path, monkeypatch):
     assert resolve_checkpoint(tmp_path / "ckpt") == tmp_path / "ckpt"
     with pytest.raises(RuntimeError, match="model_index.json"):
         resolve_checkpoint(tmp_path)
-    # A Hub repo id resolves through snapshot_download; here from a local cache laid out as the Hub client does.
+    with pytest.raises(RuntimeError, match="neither a folder nor a Hub repo id"):
+        resolve_checkpoint("not a/repo/id")
+    # A Hub repo id (dots allowed, as on the Hub) resolves through snapshot_download at the asked revision; here
+    # from a local cache laid out as the Hub client does: "main" and the tag "v1" point to two snapshots.
+    repo = tmp_path / "hub" / "models--someone--talking.face-v1.0"
+    for name, commit in (("main", "0" * 40), ("v1", "1" * 40)):
+        shutil.copytree(tmp_path / "ckpt", repo / "snapshots" / commit)
+        (repo / "refs").mkdir(exist_ok=True)
+        (repo / "refs" / name).write_text(commit)
     cache = tmp_path / "hub"
-    snapshot = cache / "models--someone--talking-face" / "snapshots" / ("0" * 40)
-    snapshot.parent.mkdir(parents=True)
-    (tmp_path / "ckpt").rename(snapshot)
-    (cache / "models--someone--talking-face" / "refs").mkdir()
-    (cache / "models--someone--talking-face" / "refs" / "main").write_text("0" * 40)
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     import huggingface_hub.constants as hub_constants
 
     monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(cache))
-    folder = resolve_checkpoint("someone/talking-face", local_files_only=True)
-    assert (folder / "model_index.json").is_file()
-    assert TalkingFacePipeline.from_pretrained(folder).landmark_denoiser.config.window == 16
+    folder = resolve_checkpoint("someone/talking.face-v1.0", local_files_only=True)
+    assert folder.name == "0" * 40 and (folder / "model_index.json").is_file()
+    assert resolve_checkpoint("someone/talking.face-v1.0", revision="v1", local_files_only=True).name == "1" * 40
+    loaded = TalkingFacePipeline.from_pretrained("someone/talking.face-v1.0", revision="v1", local_files_only=True)
+    assert loaded.landmark_denoiser.config.window == 16
+
+    # Only what a pipeline needs is downloaded: index, configs and safetensors (no pickles, no code).
+    import huggingface_hub
+
+    asked = {}
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo_id, **kw: asked.update(kw) or str(folder))
+    resolve_checkpoint("someone/other", revision="abc")
+    assert asked["revision"] == "abc" and "*/*.safetensors" in asked["allow_patterns"]
+    assert not any(p.endswith((".bin", ".py", ".pt", ".ckpt", ".pkl")) for p in asked["allow_patterns"])
 
 
 def test_cli_landmarks_and_generate(pipe, media, tmp_path, capsys):

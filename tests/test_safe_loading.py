@@ -103,17 +103,48 @@ def test_pickled_weights_are_refused(saved, tmp_path):
         load_pipeline(pickled)
 
 
-def test_without_the_flag_diffusers_falls_back_to_pickles(saved, tmp_path):
-    """Why load_pipeline must pass use_safetensors=True: left to itself, diffusers 0.4x quietly loads the .bin
-    (through torch.load(weights_only=True), which at least refuses pickled code, see below)."""
+def test_pickles_are_refused_even_without_the_flag(saved, tmp_path):
+    """Why TalkingFacePipeline.from_pretrained insists on safetensors: left to itself, diffusers 0.4x quietly loads
+    the .bin (through torch.load(weights_only=True), which at least refuses pickled code, see below)."""
     from pipeline.pipeline_talking_face import TalkingFacePipeline
 
     pickled = _pickled_copy(saved, tmp_path / "pickled")
-    fallback = TalkingFacePipeline.from_pretrained(str(pickled))
-    original = TalkingFacePipeline.from_pretrained(str(saved), use_safetensors=True)
+    with pytest.raises(OSError, match="safetensors"):
+        TalkingFacePipeline.from_pretrained(str(pickled))
+    with pytest.raises(ValueError, match="safetensors weights only"):
+        TalkingFacePipeline.from_pretrained(str(saved), use_safetensors=False)
+    diffusers_loader = super(TalkingFacePipeline, TalkingFacePipeline).from_pretrained  # without our checks
+    fallback = diffusers_loader(str(pickled))
+    original = TalkingFacePipeline.from_pretrained(str(saved))
     for (name, a), (_, b) in zip(fallback.landmark_denoiser.state_dict().items(),
                                  original.landmark_denoiser.state_dict().items()):
         assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize("entry", [["planted_module", "Payload"], ["subprocess", "Popen"], ["os", "system"],
+                                   ["diffusers", "AutoencoderKL"], ["pipeline.models.face_renderer",
+                                                                    "LandmarkFaceRenderer"], ["diffusers"]])
+def test_a_crafted_model_index_is_refused_before_any_import(saved, tmp_path, monkeypatch, entry):
+    """model_index.json may name only this pipeline's components; diffusers would import any module it names (here
+    a module planted on the path that leaves a marker when imported)."""
+    import json
+    import shutil
+
+    from pipeline.loading import load_pipeline
+    from pipeline.pipeline_talking_face import TalkingFacePipeline
+
+    marker = tmp_path / "imported"
+    (tmp_path / "planted_module.py").write_text(f"open({str(marker)!r}, 'w').close()\nPayload = object\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    crafted = tmp_path / "crafted"
+    shutil.copytree(saved, crafted)
+    index = json.loads((crafted / "model_index.json").read_text())
+    index["scheduler" if entry == ["diffusers", "AutoencoderKL"] else "landmark_denoiser"] = entry
+    (crafted / "model_index.json").write_text(json.dumps(index))
+    for load in (lambda: TalkingFacePipeline.from_pretrained(str(crafted)), lambda: load_pipeline(crafted)):
+        with pytest.raises(RuntimeError, match="refusing to load it"):
+            load()
+    assert not marker.exists()
 
 
 def test_a_hostile_pickle_never_runs(saved, tmp_path):

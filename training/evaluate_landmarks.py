@@ -170,7 +170,7 @@ def model_predictor(folder: Path, steps: int = 10, guidance: float = 2.0, seed: 
     from pipeline.motion import generate_motion
 
     folder = Path(folder)
-    model = LandmarkDenoiser.from_pretrained(folder).to(device).eval()
+    model = LandmarkDenoiser.from_pretrained(folder, use_safetensors=True).to(device).eval()
     scheduler = load_scheduler(folder, model.config.prediction_type)
     spec = _feature_spec(model, folder, audio_features)
     features = make_audio_features(spec) if spec in (None, "logmel") else make_audio_features(spec, device=device)

@@ -117,7 +117,7 @@ def main(args: argparse.Namespace) -> LandmarkDenoiser:
     sources, counts, clip_names = load_sources(config, featurizer, accelerator)
     logger.info("data: %s (process %d of %d)", counts, accelerator.process_index + 1, accelerator.num_processes)
     if args.init_from is not None:
-        model = LandmarkDenoiser.from_pretrained(args.init_from)
+        model = LandmarkDenoiser.from_pretrained(args.init_from, use_safetensors=True)
         assert model.config.audio_dim == featurizer.dim, "the initial model was trained on other audio features"
     else:
         model = LandmarkDenoiser(audio_dim=featurizer.dim, **config["model"])

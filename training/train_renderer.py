@@ -247,7 +247,7 @@ def main(args: argparse.Namespace) -> LandmarkFaceRenderer:
     validation = load_clips(config["validation"]) if config.get("validation") and accelerator.is_main_process else []
 
     if args.init_from is not None:
-        model = LandmarkFaceRenderer.from_pretrained(str(args.init_from))
+        model = LandmarkFaceRenderer.from_pretrained(str(args.init_from), use_safetensors=True)
         config["model"] = {k: v for k, v in model.config.items() if not k.startswith("_")}
         logger.info("fine-tuning from %s", args.init_from)
     else:

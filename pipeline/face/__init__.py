@@ -67,8 +67,10 @@ class FaceAnalyzer:
             from ..models.conv_graph import ConvGraph
             from .detector import FaceBoxDetector
 
-            self._detector = FaceBoxDetector(ConvGraph.from_pretrained(ASSETS / "face_detector").to(device))
-            self._mesh = FaceMesh(ConvGraph.from_pretrained(ASSETS / "face_mesh").to(device))
+            graphs = {name: ConvGraph.from_pretrained(ASSETS / name, use_safetensors=True).to(device)
+                      for name in ("face_detector", "face_mesh")}
+            self._detector = FaceBoxDetector(graphs["face_detector"])
+            self._mesh = FaceMesh(graphs["face_mesh"])
         else:
             from .dlib_backend import DlibLandmarks
 

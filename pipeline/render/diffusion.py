@@ -139,7 +139,7 @@ class DiffusionRenderer:
         ``scheduler_cls`` (default DDIM) may be another diffusers scheduler class built from the same config."""
         from diffusers import DDIMScheduler
 
-        model = LandmarkFaceRenderer.from_pretrained(str(model_path)).to(device)
+        model = LandmarkFaceRenderer.from_pretrained(str(model_path), use_safetensors=True).to(device)
         scheduler = (scheduler_cls or DDIMScheduler).from_pretrained(str(scheduler_path))
         return cls(model, scheduler, **kwargs)
 

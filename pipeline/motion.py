@@ -27,6 +27,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from .defaults import DEFAULT_STEPS
 from .regions import LOWER_FACE, NUM_POINTS
+from .sampling import extra_step_kwargs
 
 if TYPE_CHECKING:
     from diffusers import SchedulerMixin
@@ -35,6 +36,10 @@ if TYPE_CHECKING:
 
 #: Points outside the lower face (upper jaw ends, brows, nose, eyes): the audio-independent ones.
 _UPPER = tuple(i for i in range(NUM_POINTS) if i not in set(LOWER_FACE))
+
+
+#: ``on_step(steps_done, steps_total, timestep, sample) -> replacement sample or None``.
+StepCallback = Callable[[int, int, torch.Tensor, torch.Tensor], "torch.Tensor | None"]
 
 
 def _window_starts(num_frames: int, window: int, overlap: int) -> list[int]:
@@ -59,6 +64,7 @@ def _denoise_window(model, scheduler, noise, cond, num_inference_steps, guidance
     if do_cfg:
         inputs["audio_mask"] = torch.cat([cond["audio_mask"], torch.zeros_like(cond["audio_mask"])])
     sample = noise * scheduler.init_noise_sigma
+    step_kwargs = extra_step_kwargs(scheduler, generator)
     for t in scheduler.timesteps:
         if has_known:  # RePaint: known entries at the current noise level
             sample = torch.where(mask, scheduler.add_noise(known, noise, t.reshape(1)), sample)
@@ -69,8 +75,8 @@ def _denoise_window(model, scheduler, noise, cond, num_inference_steps, guidance
             output = uncond_out + guidance_scale * (cond_out - uncond_out)
         if has_known and model.config.prediction_type == "sample":
             output = torch.where(mask, known, output)
-        sample = scheduler.step(output, t, sample, generator=generator).prev_sample
-        on_step()
+        sample = scheduler.step(output, t, sample, **step_kwargs).prev_sample
+        sample = on_step(t, sample)
     return torch.where(mask, known, sample)
 
 
@@ -87,7 +93,7 @@ def generate_motion(
     overlap: int = 10,
     known: np.ndarray | torch.Tensor | None = None,
     known_mask: np.ndarray | torch.Tensor | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    on_step: StepCallback | None = None,
 ) -> np.ndarray:
     """Sample a motion track for per-frame audio features.
 
@@ -103,7 +109,8 @@ def generate_motion(
         overlap: frames each window shares with the previous one (taken as known), for seamless long tracks.
         known: ``(T, 68, 2)`` unscaled offsets to keep; used where ``known_mask`` is True (all of it without a mask).
         known_mask: ``(T, 68)`` bool.
-        progress: called as ``progress(steps_done, steps_total)`` after every denoising step.
+        on_step: called as ``on_step(steps_done, steps_total, timestep, sample)`` after every denoising step, with
+            the window's current sample ``(1, W, 68, 2)`` (scaled motion); a tensor it returns replaces the sample.
 
     Returns:
         ``(T, 68, 2)`` float32 canonical offsets (unscaled); entries under ``known_mask`` equal ``known``.
@@ -142,11 +149,11 @@ def generate_motion(
     starts = _window_starts(length, window, overlap)
     total, done = len(starts) * num_inference_steps, 0
 
-    def on_step():
+    def after_step(t: torch.Tensor, sample: torch.Tensor) -> torch.Tensor:
         nonlocal done
         done += 1
-        if progress is not None:
-            progress(done, total)
+        replaced = on_step(done, total, t, sample) if on_step is not None else None
+        return sample if replaced is None else replaced
 
     was_training = model.training
     model.eval()
@@ -157,7 +164,7 @@ def generate_motion(
             cond = {"audio": audio[span][None], "reference": reference, "known": values[span][None],
                     "known_mask": mask[span][None], "audio_mask": frame_audio[span][None]}
             out = _denoise_window(model, scheduler, noise, cond, num_inference_steps, guidance_scale, generator,
-                                  on_step)
+                                  after_step)
             values[span], mask[span] = out[0], True  # known for the next window's overlap
     finally:
         model.train(was_training)

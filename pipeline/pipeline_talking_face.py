@@ -16,7 +16,7 @@ import logging
 import os
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
@@ -124,6 +124,8 @@ class TalkingFacePipeline(DiffusionPipeline):
 
     model_cpu_offload_seq = "landmark_denoiser->face_renderer"
     _optional_components = ["face_renderer", "renderer_scheduler"]
+    #: What ``callback_on_step_end`` may see and replace: the landmark sampler's current window (1, W, 68, 2).
+    _callback_tensor_inputs = ["sample"]
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: Union[str, os.PathLike], **kwargs: Any):
@@ -218,6 +220,7 @@ class TalkingFacePipeline(DiffusionPipeline):
         head_motion: float = 1.0,
         blink_rate: Optional[float] = None,
         callback_on_step_end: Optional[Callable[..., Any]] = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("sample",),
     ) -> LandmarkTrack:
         """The speech-driven landmark track for the prepared face, in the photo's pixel space.
 
@@ -226,13 +229,23 @@ class TalkingFacePipeline(DiffusionPipeline):
         ``blink_rate`` (per minute), when given, adds blinks at natural random times.
         """
         self.check_sampling(num_inference_steps, guidance_scale)
+        self.check_callback_inputs(callback_on_step_end_tensor_inputs)
         with stage_threads("landmarks"):
-            return self._generate_landmarks(inputs, num_inference_steps, guidance_scale, generator, head_motion,
-                                            blink_rate, callback_on_step_end)
+            track = self._generate_landmarks(inputs, num_inference_steps, guidance_scale, generator, head_motion,
+                                             blink_rate, callback_on_step_end, callback_on_step_end_tensor_inputs)
+        self.maybe_free_model_hooks()
+        return track
+
+    def check_callback_inputs(self, names: Sequence[str]) -> None:
+        unknown = [n for n in names if n not in self._callback_tensor_inputs]
+        if unknown:
+            raise InputError(f"callback_on_step_end_tensor_inputs may only name {self._callback_tensor_inputs}, "
+                             f"not {unknown}.")
 
     def _generate_landmarks(self, inputs: TalkingFaceInputs, num_inference_steps: int, guidance_scale: float,
                             generator: Optional[torch.Generator], head_motion: float, blink_rate: Optional[float],
-                            callback_on_step_end: Optional[Callable[..., Any]]) -> LandmarkTrack:
+                            callback_on_step_end: Optional[Callable[..., Any]],
+                            callback_tensor_inputs: Sequence[str]) -> LandmarkTrack:
         features = self.audio_featurizer(inputs.audio, fps=inputs.fps)  # (T, D)
         face = inputs.points3d
         neutral, to_canon = to_canonical(face)  # (68, 3), (3, 4)
@@ -240,16 +253,19 @@ class TalkingFacePipeline(DiffusionPipeline):
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator).item())
         bars = []  # the progress bar opens at the first step, when the number of steps is known
 
-        def on_step(done: int, total: int) -> None:
+        def on_step(done: int, total: int, t: torch.Tensor, sample: torch.Tensor) -> Optional[torch.Tensor]:
             if not bars:
                 bars.append(self.stage_progress_bar(total, "landmarks"))
             bars[0].update(done - bars[0].n)
-            if callback_on_step_end is not None:
-                callback_on_step_end(self, done - 1, None, {})
+            if callback_on_step_end is None:
+                return None
+            step_tensors = {"sample": sample}
+            outputs = callback_on_step_end(self, done - 1, t, {k: step_tensors[k] for k in callback_tensor_inputs})
+            return (outputs or {}).get("sample")  # diffusers' contract: returned tensors replace the pipeline's
 
         motion = generate_motion(
             self.landmark_denoiser, scheduler, features, neutral[:, :2], num_inference_steps=num_inference_steps,
-            guidance_scale=guidance_scale, generator=generator, progress=on_step,
+            guidance_scale=guidance_scale, generator=generator, on_step=on_step,
         )
         for bar in bars:
             bar.close()
@@ -331,6 +347,7 @@ class TalkingFacePipeline(DiffusionPipeline):
         finally:
             chunks.close()
             bar.close()
+            self.maybe_free_model_hooks()
 
     def render(
         self,
@@ -358,6 +375,7 @@ class TalkingFacePipeline(DiffusionPipeline):
         with self.stage_progress_bar(len(frames), "render") as bar, stage_threads(renderer):
             video = drawer.render(context, frames)
             bar.update(len(frames))
+        self.maybe_free_model_hooks()
         return [PIL.Image.fromarray(f) for f in video] if output_type == "pil" else video
 
     @torch.no_grad()
@@ -379,6 +397,7 @@ class TalkingFacePipeline(DiffusionPipeline):
         renderer: str = "warp",
         return_dict: bool = True,
         callback_on_step_end: Optional[Callable[..., Any]] = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("sample",),
     ) -> Union[TalkingFacePipelineOutput, tuple]:
         r"""
         Animate ``image`` with ``audio``.
@@ -394,21 +413,25 @@ class TalkingFacePipeline(DiffusionPipeline):
             renderer: "warp" (fast, CPU) or "diffusion" (when the checkpoint has a face renderer; see
                 :attr:`renderers`); ``generator`` also draws the diffusion renderer's noise.
             return_dict: return a [`TalkingFacePipelineOutput`] instead of a tuple.
-            callback_on_step_end: called as ``callback(pipe, step, timestep, {})`` after each denoising step.
+            callback_on_step_end: called as ``callback(pipe, step, timestep, callback_kwargs)`` after each denoising
+                step of the landmark model, diffusers' contract: ``callback_kwargs`` holds the tensors named in
+                ``callback_on_step_end_tensor_inputs`` (of :attr:`_callback_tensor_inputs`: ``"sample"``, the current
+                window ``(1, W, 68, 2)``), and a tensor in the dict it returns replaces the pipeline's.
 
         Examples:
         """
         # 1. Check inputs
         self.check_inputs(num_inference_steps, guidance_scale, output_type, size)
+        self.check_callback_inputs(callback_on_step_end_tensor_inputs)
         # 2. Face and speech
         inputs = self.prepare(image, audio)
         # 3. Landmark track
         if landmarks is None:
             landmarks = self.generate_landmarks(inputs, num_inference_steps, guidance_scale, generator,
-                                                head_motion, blink_rate, callback_on_step_end)
+                                                head_motion, blink_rate, callback_on_step_end,
+                                                callback_on_step_end_tensor_inputs)
         # 4. Frames
         frames = self.render(inputs, landmarks, size, full, output_type, output_path, renderer, generator)
-        self.maybe_free_model_hooks()
         if not return_dict:
             return (frames, landmarks)
         return TalkingFacePipelineOutput(frames=frames, landmarks=landmarks, fps=inputs.fps, audio=inputs.audio)

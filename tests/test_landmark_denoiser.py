@@ -210,7 +210,7 @@ def test_short_tracks():
     for num_frames in (1, 5, WINDOW - 1, WINDOW):
         steps = []
         out = generate_motion(components["model"], ddim(components["scheduler"]), speech_audio(num_frames),
-                              np.zeros((68, 2)), num_inference_steps=3, progress=lambda i, n: steps.append((i, n)))
+                              np.zeros((68, 2)), num_inference_steps=3, on_step=lambda i, n, t, x: steps.append((i, n)))
         assert out.shape == (num_frames, NUM_POINTS, 2) and np.isfinite(out).all()
         assert steps == [(1, 3), (2, 3), (3, 3)]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 
 import numpy as np
@@ -70,9 +71,27 @@ def test_landmarks_pass_through(pipe, media, astronaut_landmarks):
 
 
 def test_callbacks_and_progress(pipe, media):
-    steps = []
-    _run(pipe, media, callback_on_step_end=lambda p, i, t, kw: steps.append(i))
-    assert steps and steps[0] == 0 and steps == sorted(steps)
+    """diffusers' callback_on_step_end contract: (pipe, step, timestep, tensors asked for), and tensors returned
+    replace the pipeline's."""
+    seen = []
+
+    def watch(p, i, t, kwargs):
+        seen.append((i, int(t), sorted(kwargs), tuple(kwargs["sample"].shape)))
+        return kwargs
+
+    _run(pipe, media, callback_on_step_end=watch)
+    assert [s[0] for s in seen] == sorted(s[0] for s in seen) and seen[0][0] == 0
+    assert all(names == ["sample"] and shape == (1, 16, 68, 2) for _, _, names, shape in seen)
+    assert seen[0][1] > seen[1][1]  # real, decreasing timesteps
+
+    def flatten(p, i, t, kwargs):
+        return {"sample": torch.zeros_like(kwargs["sample"])}  # no motion at all, whatever the seed
+
+    a, b, c = (_run(pipe, media, seed=s, head_motion=0.0, callback_on_step_end=cb).landmarks.frames
+               for s, cb in ((0, flatten), (1, flatten), (1, None)))
+    assert np.array_equal(a, b) and not np.allclose(b, c)
+    with pytest.raises(InputError, match="callback_on_step_end_tensor_inputs"):
+        _run(pipe, media, callback_on_step_end=watch, callback_on_step_end_tensor_inputs=["latents"])
 
 
 def test_mp4_streaming_matches_frames(pipe, media, tmp_path):
@@ -233,3 +252,30 @@ def test_diffusion_renderer_saves_loads_and_runs_from_the_cli(diffusion_pipe, pi
     capsys.readouterr()
     assert main(["generate", *args, "-o", str(tmp_path / "w.mp4"), "--checkpoint", str(tmp_path / "warp_only")]) != 0
     assert "has no diffusion renderer" in capsys.readouterr().err and not (tmp_path / "w.mp4").exists()
+
+
+@pytest.mark.parametrize("scheduler_cls", ["UniPCMultistepScheduler", "EulerDiscreteScheduler",
+                                           "DPMSolverMultistepScheduler", "DDPMScheduler"])
+def test_schedulers_swap_in(diffusion_pipe, media, scheduler_cls, monkeypatch):
+    """``pipe.scheduler = X.from_config(pipe.scheduler.config)`` works for both samplers: each step gets only the
+    arguments its scheduler takes, and every model input goes through scale_model_input first (Euler-type schedulers
+    scale it). (EulerAncestralDiscreteScheduler cannot be used: diffusers' version has no x0 prediction, which both
+    models use.)"""
+    import diffusers
+
+    cls = getattr(diffusers, scheduler_cls)
+    scaled, steps = [], []
+    scale, step = cls.scale_model_input, cls.step
+    monkeypatch.setattr(cls, "scale_model_input", lambda self, *a, **k: scaled.append(1) or scale(self, *a, **k))
+    monkeypatch.setattr(cls, "step", lambda self, *a, **k: steps.append(1) or step(self, *a, **k))
+    pipe = TalkingFacePipeline(landmark_denoiser=diffusion_pipe.landmark_denoiser,
+                               face_renderer=diffusion_pipe.face_renderer, scheduler=cls.from_config(diffusion_pipe.scheduler.config),
+                               renderer_scheduler=cls.from_config(diffusion_pipe.renderer_scheduler.config))
+    pipe.set_progress_bar_config(disable=True)
+    inputs = pipe.prepare(media / "photo.png", media / "speech.wav")
+    track = pipe.generate_landmarks(inputs, num_inference_steps=4, generator=torch.Generator().manual_seed(0))
+    assert np.isfinite(track.frames).all() and track.num_frames == 38
+    short = dataclasses.replace(inputs, audio=inputs.audio[:3 * 640])
+    frames = pipe.render(short, track, renderer="diffusion", generator=torch.Generator().manual_seed(0))
+    assert frames.shape == (3, 256, 256, 3) and frames.std() > 1
+    assert len(scaled) == len(steps) > 0

@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 import torch
 
+from ..sampling import extra_step_kwargs
 from ..canonical import apply_transform, invert_transform
 from ..errors import InputError
 from ..models.face_renderer import (
@@ -215,9 +216,11 @@ class DiffusionRenderer:
         known = torch.from_numpy(to_model_pixels(warp_crop))[None].to(device, dtype)  # (1, 3, R, R)
         timesteps = self._timesteps()
         x = add_masked_noise(self.scheduler, known, ctx.noise.to(device, dtype), timesteps[:1], mask)
+        step_kwargs = extra_step_kwargs(self.scheduler, self.generator)
         for t in timesteps:
-            prediction = self.model(x, t, landmarks, condition).sample  # (1, 3, R, R)
-            x = self.scheduler.step(prediction, t, x).prev_sample
+            model_input = self.scheduler.scale_model_input(x, t)  # identity for DDIM; sigma scaling for Euler types
+            prediction = self.model(model_input, t, landmarks, condition).sample  # (1, 3, R, R)
+            x = self.scheduler.step(prediction, t, x, **step_kwargs).prev_sample
             x = mask * x + (1.0 - mask) * known  # the face outside the region stays the warp frame's
         return from_model_pixels(x[0].clamp(-1.0, 1.0))
 

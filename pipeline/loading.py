@@ -91,7 +91,7 @@ def _allowed(name: str, library: object, cls: object) -> bool:
 
 
 def load_pipeline(source: Optional[Union[str, os.PathLike]] = None, device: Optional[str] = None,
-                  torch_dtype=None, local_files_only: bool = False, warm: bool = True, revision: Optional[str] = None):
+                  dtype=None, local_files_only: bool = False, warm: bool = True, revision: Optional[str] = None):
     """Load :class:`TalkingFacePipeline` from :func:`resolve_checkpoint`'s folder onto ``device`` (CUDA when
     available, else CPU), warmed up (see :func:`warm_up`) unless ``warm`` is False (a command that runs once pays
     those costs in its first stage anyway)."""
@@ -101,8 +101,8 @@ def load_pipeline(source: Optional[Union[str, os.PathLike]] = None, device: Opti
 
     folder = resolve_checkpoint(source, revision=revision, local_files_only=local_files_only)
     kwargs = {"use_safetensors": True}  # weights never come from pickle files (from_pretrained insists too)
-    if torch_dtype is not None:
-        kwargs["torch_dtype"] = torch_dtype
+    if dtype is not None:  # e.g. torch.bfloat16 (diffusers' current name for torch_dtype)
+        kwargs["dtype"] = dtype
     pipe = TalkingFacePipeline.from_pretrained(str(folder), **kwargs)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     pipe = pipe.to(device)

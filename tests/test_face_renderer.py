@@ -217,3 +217,19 @@ def test_training_steps_reduce_loss(prepared):
     assert loss_at_fixed_noise() < 0.7 * before
     scores = validation_scores(model, scheduler, batch, [250], torch.Generator().manual_seed(0))
     assert set(scores) == {"warp", "x0@250"} and all(np.isfinite(v) for v in scores.values())
+
+
+def test_bfloat16_mixed_precision_training_step(prepared):
+    from training.train_renderer import FrameSampler, load_clips, training_loss
+
+    out, _ = prepared
+    batch = FrameSampler([(load_clips(out / "train"), 1.0)], p_previous=0.5, p_flip=0.5, seed=0).batch(2)
+    model = tiny_model().train()
+    scheduler = DDPMScheduler(num_train_timesteps=1000, prediction_type="sample", clip_sample=False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    before = [p.detach().clone() for p in model.parameters()]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = training_loss(model, scheduler, batch, torch.Generator().manual_seed(0))
+    loss.backward()
+    optimizer.step()
+    assert torch.isfinite(loss) and any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))

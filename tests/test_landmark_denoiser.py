@@ -282,3 +282,19 @@ def test_windowed_generation_has_no_seam(trained):
     # and the learned mapping shows: the mouth opens with the "loudness" channel
     opening = out[:, OPENING, 1].mean(-1)
     assert np.corrcoef(opening, speech_audio(num_frames, seed=7)[:, 0])[0, 1] > 0.8
+
+
+def test_bfloat16_mixed_precision_training_step():
+    """What ``accelerate`` does for ``mixed_precision="bf16"``: the loss under autocast, backward, a step."""
+    components = get_dummy_components()
+    model = components["model"].train()
+    scheduler = DDPMScheduler.from_config(components["scheduler"].config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    batch = {"motion": torch.randn(2, WINDOW, NUM_POINTS, 2) * 0.01, "audio": torch.randn(2, WINDOW, AUDIO_DIM),
+             "reference": torch.randn(2, NUM_POINTS, 2)}
+    before = [p.detach().clone() for p in model.parameters()]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = training_loss(model, scheduler, batch, generator=torch.Generator().manual_seed(0))
+    loss.backward()
+    optimizer.step()
+    assert torch.isfinite(loss) and any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))

@@ -279,3 +279,21 @@ def test_schedulers_swap_in(diffusion_pipe, media, scheduler_cls, monkeypatch):
     frames = pipe.render(short, track, renderer="diffusion", generator=torch.Generator().manual_seed(0))
     assert frames.shape == (3, 256, 256, 3) and frames.std() > 1
     assert len(scaled) == len(steps) > 0
+
+
+@pytest.mark.parametrize("dtype_name", ["dtype", "torch_dtype"])
+def test_bfloat16_pipeline_runs_both_renderers(diffusion_pipe, media, tmp_path, dtype_name):
+    """``from_pretrained(..., dtype=torch.bfloat16)`` (or the older ``torch_dtype``): landmarks and both renderers run,
+    and the landmarks stay close to float32's."""
+    diffusion_pipe.save_pretrained(tmp_path / "ckpt")
+    half = TalkingFacePipeline.from_pretrained(tmp_path / "ckpt", **{dtype_name: torch.bfloat16})
+    assert half.landmark_denoiser.dtype == half.face_renderer.dtype == torch.bfloat16
+    half.set_progress_bar_config(disable=True)
+    inputs = half.prepare(media / "photo.png", media / "speech.wav")
+    track = half.generate_landmarks(inputs, num_inference_steps=2, generator=torch.Generator().manual_seed(0))
+    full = diffusion_pipe.generate_landmarks(inputs, num_inference_steps=2, generator=torch.Generator().manual_seed(0))
+    assert np.isfinite(track.frames).all() and np.abs(track.frames - full.frames).max() < 3.0  # pixels
+    short = dataclasses.replace(inputs, audio=inputs.audio[:2 * 640])
+    for renderer in ("warp", "diffusion"):
+        frames = half.render(short, track, renderer=renderer, generator=torch.Generator().manual_seed(0))
+        assert frames.shape == (2, 256, 256, 3) and frames.std() > 1

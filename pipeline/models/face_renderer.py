@@ -232,9 +232,10 @@ class LandmarkEncoder(nn.Module):
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, points: torch.Tensor) -> torch.Tensor:
-        angles = points[..., None] * self.frequencies  # (B, 68, 2, F)
+        points = points.float()  # Fourier features in float32 whatever the model's dtype (sin of 32π x in bf16 is noise)
+        angles = points[..., None] * self.frequencies.float()  # (B, 68, 2, F)
         features = torch.cat([points, angles.sin().flatten(-2), angles.cos().flatten(-2)], dim=-1)  # (B, 68, 2+4F)
-        return self.norm(self.mlp(features) + self.position)  # (B, 68, D)
+        return self.norm(self.mlp(features.to(self.position.dtype)) + self.position)  # (B, 68, D)
 
 
 class LandmarkFaceRenderer(ModelMixin, ConfigMixin):

@@ -265,9 +265,10 @@ class LandmarkDenoiser(ModelMixin, ConfigMixin):
             lip = block(lip, lip_modulation, rotary, context=context, audio=audio_h)
 
         # 4. back to the 68 points
-        out = sample.new_zeros(b, w, n, 2)  # (B, W, 68, 2)
-        out[:, :, self.lip_index] = self.lip_out(lip).view(b, w, -1, 2)
-        out[:, :, self.non_lip_index] = self.non_lip_out(other).view(b, w, -1, 2)
+        lip_points = self.lip_out(lip).view(b, w, -1, 2)
+        out = lip_points.new_zeros(b, w, n, 2)  # (B, W, 68, 2) in the layers' dtype (bf16 under autocast too)
+        out[:, :, self.lip_index] = lip_points
+        out[:, :, self.non_lip_index] = self.non_lip_out(other).view(b, w, -1, 2).to(out.dtype)
         if not return_dict:
             return (out,)
         return LandmarkDenoiserOutput(sample=out)

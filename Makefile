@@ -9,7 +9,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-optional.
 	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt -e .
 	touch $@
 
-.PHONY: setup demo test
+.PHONY: setup demo test lint
 setup: $(VENV)/.installed
 
 demo: $(VENV)/.installed
@@ -18,6 +18,9 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
+
+lint: $(VENV)/.installed
+	$(PY) -m ruff check .
 
 .PHONY: app
 app: $(VENV)/.installed

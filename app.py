@@ -30,6 +30,11 @@ Each browser tab keeps its own session (photo, speech, base track, controls, poi
 point) in a ``gr.State``; see :mod:`pipeline.app_logic`.
 """
 
+try:  # ZeroGPU Spaces: `spaces` must be imported before torch (and anything that imports it)
+    import spaces
+except ImportError:
+    spaces = None
+
 import contextlib
 import dataclasses
 import functools
@@ -40,7 +45,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Optional, TypeVar
+from typing import Any, TypeVar
 
 import gradio as gr
 import torch
@@ -64,11 +69,6 @@ from pipeline.defaults import DEFAULT_STEPS
 from pipeline.errors import InputError
 from pipeline.landmarks import LandmarkTrack
 from pipeline.loading import load_pipeline
-
-try:
-    import spaces
-except ImportError:
-    spaces = None
 
 ROOT = Path(__file__).parent
 EXAMPLES = [[str(ROOT / "examples" / "astronaut.png"), str(ROOT / "examples" / "speech.wav")]]
@@ -182,7 +182,7 @@ def _controls(intensity: float, smile: float, smoothing: float, blink_rate: floa
 
 
 def _preview_outputs(outputs: OutputFiles, session: EditSession, frame: int,
-                     progress: Optional[gr.Progress] = None) -> tuple:
+                     progress: gr.Progress | None = None) -> tuple:
     """(track JSON file, preview mp4, plot, frame image) for the session's current track."""
     track_path = session.track.save(outputs.new("landmarks-", ".json"))
     report = None if progress is None else (lambda done, total: progress((done, total), desc="preview"))
@@ -238,7 +238,7 @@ def create_demo(pipe) -> gr.Blocks:
             views = _preview_outputs(outputs, session, frame, progress)
         return (session, *views, frame_slider_update(session, frame), _status(session, "Landmarks ready:"))
 
-    def _require(session: Optional[EditSession]) -> EditSession:
+    def _require(session: EditSession | None) -> EditSession:
         if session is None:
             raise gr.Error("Generate landmarks (or upload a track) first.", print_exception=False)
         return session

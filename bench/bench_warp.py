@@ -82,7 +82,7 @@ def contact_sheet(image: np.ndarray, reference: np.ndarray, track: np.ndarray) -
     frames = big.render(ctx, track[picks])
     points = big.crop_landmarks(ctx, track[picks])
     details = []
-    for frame, pts in zip(frames, points):
+    for frame, pts in zip(frames, points, strict=False):
         mouth = _zoom(frame, pts[48:68], 128, 0.3)
         eyes = _zoom(frame, pts[36:48], 128, 0.1)
         details.append(np.concatenate([eyes, mouth], axis=0))

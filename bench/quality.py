@@ -45,9 +45,10 @@ import json
 import math
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -125,7 +126,8 @@ METRIC_NOTES = [
     "CSIM: cosine similarity of dlib ResNet face embeddings (face_recognition_models) of rendered frames and the "
     "photo; for `real`, of the real frames and the photo (how much the real face itself varies).",
     "PSNR / SSIM: reconstruction: the renderer driven by the real video's own landmarks against the real frames, "
-    "same 256² crop, frames 1..T-1 (frame 0 is the photo; every --image-stride-th); a renderer property, so `energy` (same warp renderer "
+    "same 256² crop, frames 1..T-1 (frame 0 is the photo; every --image-stride-th); a renderer property, so `energy` "
+    "(same warp renderer "
     f"as model+warp) has none; `static` is the photo itself against the real frames. Identical images give "
     f"PSNR {PSNR_CAP:g} dB (capped, not infinite).",
     "sharp / sharp mouth: variance of the Laplacian of the grey crop / of the mouth box (a no-reference sharpness "
@@ -168,7 +170,7 @@ def _grey(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
 
 
-def sharpness(image: np.ndarray, box: Optional[Sequence[int]] = None) -> float:
+def sharpness(image: np.ndarray, box: Sequence[int] | None = None) -> float:
     """Variance of the Laplacian of the grey image (or of its ``box`` x0, y0, x1, y1): higher is sharper."""
     import cv2
 
@@ -250,7 +252,7 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 def csim(embedder: FaceEmbedder, reference: np.ndarray, frames: Sequence[np.ndarray], landmarks: np.ndarray) -> float:
     """Mean cosine similarity of the embeddings of ``frames`` (with their ``landmarks``) to the ``reference`` one."""
-    return float(np.mean([cosine(embedder.embed(f, lm), reference) for f, lm in zip(frames, landmarks)]))
+    return float(np.mean([cosine(embedder.embed(f, lm), reference) for f, lm in zip(frames, landmarks, strict=False)]))
 
 
 def sample_indices(num_frames: int, count: int) -> np.ndarray:
@@ -473,7 +475,7 @@ def reference_image(video: Path) -> np.ndarray:
     return next(iter_video_frames(video)).copy()
 
 
-def load_clip(video: Path, root: Path, analyzer, holdout: set[str], max_seconds: Optional[float] = None) -> Clip:
+def load_clip(video: Path, root: Path, analyzer, holdout: set[str], max_seconds: float | None = None) -> Clip:
     from pipeline.video import extract_track
 
     start = time.perf_counter()
@@ -503,7 +505,7 @@ def real_frames(clip: Clip) -> list[np.ndarray]:
     return frames
 
 
-def energy_gain(clips: list[Clip], override: Optional[float]) -> tuple[float, str]:
+def energy_gain(clips: list[Clip], override: float | None) -> tuple[float, str]:
     """The energy baseline's gain: given, else fitted (``fit_energy_gain``) on the clips that are not held out."""
     if override is not None:
         return override, "given"
@@ -526,7 +528,7 @@ def energy_gain(clips: list[Clip], override: Optional[float]) -> tuple[float, st
 # Methods
 
 
-def load_diffusion_renderer(folder: Optional[Path], scheduler_folder: Optional[Path], size: int, device: str,
+def load_diffusion_renderer(folder: Path | None, scheduler_folder: Path | None, size: int, device: str,
                             seed: int = 0) -> tuple[Any, str]:
     """The pipeline's diffusion renderer (``DiffusionRenderer.from_pretrained(folder, scheduler_folder)`` with the
     pipeline's ``DIFFUSION_SETTINGS``), rendering ``size``-pixel crops with a seeded noise generator, or
@@ -546,13 +548,13 @@ def load_diffusion_renderer(folder: Optional[Path], scheduler_folder: Optional[P
     return renderer, f"{DiffusionRenderer.__name__} from {folder} ({settings})"
 
 
-def redetect(analyzer, frames: np.ndarray, fps: float, still: bool = False) -> tuple[Optional[np.ndarray], np.ndarray]:
+def redetect(analyzer, frames: np.ndarray, fps: float, still: bool = False) -> tuple[np.ndarray | None, np.ndarray]:
     """Landmarks ``(T, 68, 2)`` the front end finds on rendered frames (gaps interpolated, smoothed like
     ``extract_track``) and which frames had no face ``(T,)`` bool; ``still`` frames are all the same, so only the first
     is searched."""
     from pipeline.edits import smooth
 
-    found: list[Optional[np.ndarray]] = []
+    found: list[np.ndarray | None] = []
     for frame in frames[:1] if still else frames:
         try:
             found.append(analyzer.detect(frame).landmarks.astype(np.float64))
@@ -600,7 +602,7 @@ class Context:
     max_lag: int = 5
     csim_frames: int = 8
     image_stride: int = 2
-    diffusion_clips: Optional[set] = None  # clips the diffusion renderer runs on (None: all)
+    diffusion_clips: set | None = None  # clips the diffusion renderer runs on (None: all)
     diffusion_seconds: float = 0.0  # the first seconds of each clip it renders (0: all)
     device: str = "cpu"
 
@@ -631,7 +633,7 @@ class RealClip:
 
 
 def score_video(ctx: Context, clip: Clip, real: RealClip, track: np.ndarray, video: np.ndarray,
-                recon: Optional[np.ndarray], found: Optional[np.ndarray], missed: np.ndarray, frames: int,
+                recon: np.ndarray | None, found: np.ndarray | None, missed: np.ndarray, frames: int,
                 still: bool) -> dict:
     """Metrics of one method on the clip's first ``frames`` frames: its landmark ``track`` (photo pixels), its
     rendered ``video``, the landmarks ``found`` on that video (``missed``: frames without a face) and, for a
@@ -649,7 +651,8 @@ def score_video(ctx: Context, clip: Clip, real: RealClip, track: np.ndarray, vid
         else:
             picks = sample_indices(n, ctx.csim_frames)
             m["csim"] = csim(ctx.embedder, real.embedding, video[picks], found[picks])
-        m["sharpness_mouth"] = float(np.mean([sharpness(f, mouth_box(lm, f.shape)) for f, lm in zip(video, found)]))
+        m["sharpness_mouth"] = float(np.mean([sharpness(f, mouth_box(lm, f.shape))
+                                              for f, lm in zip(video, found, strict=False)]))
         if ctx.syncnet is not None:
             m.update(lse(ctx.syncnet, syncnet_crops(video, found), clip.audio, clip.fps, device=ctx.device))
     m["sharpness"] = float(np.mean([sharpness(f) for f in video]))
@@ -735,7 +738,7 @@ def evaluate_clip(ctx: Context, clip: Clip) -> tuple[dict[str, dict], dict[str, 
     m["csim"] = csim(ctx.embedder, real.embedding, [real.frames[i] for i in picks], real_track[picks])
     m["sharpness"] = float(np.mean([sharpness(f) for f in real.crops]))
     m["sharpness_mouth"] = float(np.mean([sharpness(f, mouth_box(lm, f.shape))
-                                          for f, lm in zip(real.crops, real.crop_landmarks)]))
+                                          for f, lm in zip(real.crops, real.crop_landmarks, strict=False)]))
     m["flicker"], m["flicker_rel"] = flicker(real.crops), 1.0
     if ctx.syncnet is not None:
         m.update(lse(ctx.syncnet, syncnet_crops(np.stack(real.frames), real_track), clip.audio, clip.fps,
@@ -819,7 +822,7 @@ def plot_mouths(apertures: dict[str, dict[str, np.ndarray]], fps: dict[str, floa
     styles = {"real": ("k", "-", 2.0), "static": ("tab:gray", ":", 1.2), "energy": ("tab:orange", "-", 1.0),
               "model+warp": ("tab:blue", "-", 1.2), "model+warp (video)": ("tab:blue", "--", 0.8),
               "model+diffusion (video)": ("tab:green", "--", 0.8)}
-    for ax, name in zip(axes.ravel(), names):
+    for ax, name in zip(axes.ravel(), names, strict=False):
         for label, series in apertures[name].items():
             if label not in styles:
                 continue
@@ -853,7 +856,7 @@ def plot_bars(means: dict[str, dict], path: Path, title: str = "") -> None:
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.6 * rows), squeeze=False)
     colours = {"static": "tab:gray", "energy": "tab:orange", "model+warp": "tab:blue", "model+diffusion": "tab:green",
                "real": "black"}
-    for ax, (key, header, _) in zip(axes.ravel(), keys):
+    for ax, (key, header, _) in zip(axes.ravel(), keys, strict=False):
         methods = [m for m in means if key in means[m]]
         ax.bar(range(len(methods)), [means[m][key] for m in methods],
                color=[colours.get(m, "tab:purple") for m in methods])
@@ -874,7 +877,7 @@ def plot_bars(means: dict[str, dict], path: Path, title: str = "") -> None:
 # Driver
 
 
-def _checkpoint(path: Optional[str]) -> tuple[Optional[Path], bool]:
+def _checkpoint(path: str | None) -> tuple[Path | None, bool]:
     """The pipeline folder and whether the user named it (a missing default only skips the model)."""
     given = path is not None
     candidate = Path(path or "checkpoints")
@@ -883,7 +886,7 @@ def _checkpoint(path: Optional[str]) -> tuple[Optional[Path], bool]:
     return candidate, given
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=Path, required=True,
                         help="folder of talking-face videos (searched recursively)")

@@ -8,8 +8,8 @@ In process: each (length, size) runs in a fresh process, so peak memory (max RSS
 the pipeline) are measured cleanly; the stages are timed on the first call (what a one-off script pays) and again
 warm (what the app pays per request). The photo is ``--image`` and the speech ``--audio`` repeated or cut to each
 length (default: the examples). From the command line: ``python -m pipeline generate`` on ``--image`` and
-``--audio`` as they are, wall clock of the whole command, with the start-up and per-stage seconds it prints. Writes ``speed.md``, ``speed.json`` and
-``speed.png`` (time and memory against audio length) to ``--out``.
+``--audio`` as they are, wall clock of the whole command, with the start-up and per-stage seconds it prints.
+Writes ``speed.md``, ``speed.json`` and ``speed.png`` (time and memory against audio length) to ``--out``.
 """
 
 from __future__ import annotations
@@ -61,8 +61,9 @@ def run_one(seconds: float, size: int, checkpoint: str | None, device: str | Non
     pipe.render(inputs, track, size=size, output_type="mp4", output_path=out)
     marks["render_s"] = time.perf_counter() - t
     marks["first_call_s"] = marks["prepare_s"] + marks["landmarks_s"] + marks["render_s"]
+    seeded = torch.Generator().manual_seed
     for stage, run in (("prepare", lambda: pipe.prepare(image, audio)),
-                       ("landmarks", lambda: pipe.generate_landmarks(inputs, generator=torch.Generator().manual_seed(0))),
+                       ("landmarks", lambda: pipe.generate_landmarks(inputs, generator=seeded(0))),
                        ("render", lambda: pipe.render(inputs, track, size=size, output_type="mp4", output_path=out))):
         t = time.perf_counter()
         run()
@@ -85,7 +86,8 @@ def table(rows: list[dict]) -> str:
     ]
     for r in rows:
         lines.append(
-            f"| {r['audio_s']:.0f} s | {r['size']}² | {r['frames']} | {r['prepare_s']:.2f} s | {r['landmarks_s']:.2f} s "
+            f"| {r['audio_s']:.0f} s | {r['size']}² | {r['frames']} | {r['prepare_s']:.2f} s "
+            f"| {r['landmarks_s']:.2f} s "
             f"| {r['render_s']:.2f} s | {r['end_to_end_s']:.2f} s | {r['x_real_time']:.3f} | {r['fps']:.0f} "
             f"| {r['first_call_s']:.2f} s | {r['peak_rss_mb']:.0f} MB | {r['import_s'] + r['load_s']:.2f} s |"
         )
@@ -122,7 +124,8 @@ def cli_runs(image: Path, audio: Path, size: int, runs: int) -> list[dict]:
 def cli_table(rows: list[dict], image: Path, audio: Path) -> str:
     lines = [f"`python -m pipeline generate --image {image.name} --audio {audio.name}` ({rows[0]['audio_s']:.1f} s of "
              f"speech, {rows[0]['size']}²), {len(rows)} runs:", "",
-             "| run | start-up | prepare | landmarks | render | wall clock | × audio |", "|---|---|---|---|---|---|---|"]
+             "| run | start-up | prepare | landmarks | render | wall clock | × audio |",
+             "|---|---|---|---|---|---|---|"]
     for i, r in enumerate(rows, 1):
         lines.append(f"| {i} | {r['start-up_s']:.1f} s | {r['prepare_s']:.1f} s | {r['landmarks_s']:.1f} s "
                      f"| {r['render_s']:.1f} s | {r['wall_s']:.2f} s | {r['x_real_time']:.2f} |")

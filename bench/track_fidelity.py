@@ -36,7 +36,7 @@ def fidelity(analyzer: FaceAnalyzer, video: Path, portrait: Path, size: int) -> 
     frames = renderer.render(ctx, target)
     expected = renderer.crop_landmarks(ctx, target)  # (T, 68, 2) in output pixels
     errors, mouth, missed = [], [], 0
-    for frame, want in zip(frames, expected):
+    for frame, want in zip(frames, expected, strict=False):
         found = analyzer.try_detect(frame)
         if found is None:
             missed += 1

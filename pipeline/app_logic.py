@@ -13,9 +13,10 @@ mouth-opening / blink plot against the waveform (:func:`plot_timeline`) use nump
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Optional, Sequence, Union
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -155,7 +156,7 @@ class ViewBox:
 
     @classmethod
     def around(cls, points: np.ndarray, image_size: tuple[int, int], size: int = VIEW_SIZE,
-               margin: float = 0.3) -> "ViewBox":
+               margin: float = 0.3) -> ViewBox:
         """The square around ``points`` (``(68, 2)`` or ``(T, 68, 2)``) with ``margin`` of its side on each side,
         slid inside the photo where the photo is big enough."""
         pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
@@ -196,11 +197,11 @@ class ViewBox:
         return cv2.warpAffine(image, matrix, (self.size, self.size), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_CONSTANT, borderValue=(40, 40, 40))
 
-    def resized(self, size: int) -> "ViewBox":
+    def resized(self, size: int) -> ViewBox:
         return replace(self, size=size)
 
 
-def draw_landmarks(image: np.ndarray, points: np.ndarray, selected: Optional[int] = None,
+def draw_landmarks(image: np.ndarray, points: np.ndarray, selected: int | None = None,
                    radius: float = 2.5) -> np.ndarray:
     """A copy of ``image`` with the 68 ``points`` (same pixel space) drawn as coloured contours and dots;
     the ``selected`` point is ringed in yellow and numbered."""
@@ -225,7 +226,7 @@ def draw_landmarks(image: np.ndarray, points: np.ndarray, selected: Optional[int
     return out
 
 
-def nearest_point(points: np.ndarray, xy: Sequence[float], max_distance: float = np.inf) -> Optional[int]:
+def nearest_point(points: np.ndarray, xy: Sequence[float], max_distance: float = np.inf) -> int | None:
     """Index of the point of ``points`` ``(N, 2)`` nearest to ``xy``, or ``None`` if none is within
     ``max_distance``."""
     distances = np.linalg.norm(np.asarray(points, dtype=np.float64) - np.asarray(xy, dtype=np.float64), axis=-1)
@@ -241,7 +242,7 @@ def nearest_point(points: np.ndarray, xy: Sequence[float], max_distance: float =
 class Snapshot:
     """What undo restores."""
 
-    inputs: "TalkingFaceInputs"
+    inputs: TalkingFaceInputs
     base: LandmarkTrack
     controls: Controls
     edits: tuple[PointEdit, ...]
@@ -252,7 +253,7 @@ class EditSession:
     """One user's photo, speech and track being edited. Build with :func:`new_session`; change with the
     ``with_*`` functions, :func:`undo` and :func:`reset`, which return new sessions."""
 
-    inputs: "TalkingFaceInputs"
+    inputs: TalkingFaceInputs
     base: LandmarkTrack
     seed: int
     controls: Controls
@@ -261,22 +262,22 @@ class EditSession:
     track: LandmarkTrack  # edited_track(base, controls, edits, seed), cached
     edits: tuple[PointEdit, ...] = ()
     history: tuple[Snapshot, ...] = field(default=(), repr=False)
-    selected: Optional[int] = None
+    selected: int | None = None
 
     @property
     def can_undo(self) -> bool:
         return bool(self.history)
 
 
-def new_session(inputs: "TalkingFaceInputs", base: LandmarkTrack, controls: Controls, seed: int = 0) -> EditSession:
+def new_session(inputs: TalkingFaceInputs, base: LandmarkTrack, controls: Controls, seed: int = 0) -> EditSession:
     """A session editing ``base`` (whose frames are in the photo's pixel space) with ``controls`` applied."""
     view = ViewBox.around(base.points2d, inputs.image_size)
     track = edited_track(base, controls, (), seed)
     return EditSession(inputs, base, seed, controls, controls, view, track)
 
 
-def _change(session: EditSession, base: Optional[LandmarkTrack] = None, controls: Optional[Controls] = None,
-            edits: Optional[tuple[PointEdit, ...]] = None, inputs: Optional["TalkingFaceInputs"] = None,
+def _change(session: EditSession, base: LandmarkTrack | None = None, controls: Controls | None = None,
+            edits: tuple[PointEdit, ...] | None = None, inputs: TalkingFaceInputs | None = None,
             record: bool = True) -> EditSession:
     inputs = session.inputs if inputs is None else inputs
     base = session.base if base is None else base
@@ -312,7 +313,7 @@ def with_point_moved(session: EditSession, frame: int, point: int, target: Seque
 
 
 def with_base(session: EditSession, base: LandmarkTrack, controls: Controls = NEUTRAL_CONTROLS,
-              inputs: Optional["TalkingFaceInputs"] = None) -> EditSession:
+              inputs: TalkingFaceInputs | None = None) -> EditSession:
     """Replace the base track (e.g. an uploaded one, already fitted to the photo of ``inputs``, by default the
     session's own); edits are dropped (undoable, with the photo and speech)."""
     changed = _change(session, base=base, controls=controls, edits=(), inputs=inputs)
@@ -335,7 +336,7 @@ def reset(session: EditSession) -> EditSession:
     return _change(session, controls=session.initial_controls, edits=())
 
 
-def with_selection(session: EditSession, point: Optional[int]) -> EditSession:
+def with_selection(session: EditSession, point: int | None) -> EditSession:
     return replace(session, selected=point)
 
 
@@ -384,9 +385,9 @@ def frame_view(session: EditSession, frame: int) -> np.ndarray:
 # Preview video and timeline plot
 
 
-def write_preview(image: np.ndarray, track: LandmarkTrack, audio: Optional[np.ndarray], path: Union[str, Path],
+def write_preview(image: np.ndarray, track: LandmarkTrack, audio: np.ndarray | None, path: str | Path,
                   view: ViewBox, size: int = PREVIEW_SIZE,
-                  progress: Optional[Callable[[int, int], None]] = None, chunk: int = 64) -> Path:
+                  progress: Callable[[int, int], None] | None = None, chunk: int = 64) -> Path:
     """An mp4 (H.264 + AAC) of the landmark track drawn over the still photo (zoomed on the face), with the
     speech. Returns ``path``."""
     view = view.resized(size)
@@ -405,7 +406,7 @@ def write_preview(image: np.ndarray, track: LandmarkTrack, audio: Optional[np.nd
 def mouth_opening(track: LandmarkTrack) -> np.ndarray:
     """Per-frame gap between the inner lips ``(T,)``, in inter-ocular units (pose-free)."""
     canon, _ = track.canonical()
-    upper, lower = zip(*INNER_LIP_PAIRS)
+    upper, lower = zip(*INNER_LIP_PAIRS, strict=False)
     return np.linalg.norm(canon[:, list(lower)] - canon[:, list(upper)], axis=-1).mean(axis=1)
 
 
@@ -413,7 +414,7 @@ def eye_openness(track: LandmarkTrack) -> np.ndarray:
     """Per-frame eyelid gap ``(T,)`` relative to the face at rest (1 = as open as at rest, 0 = shut)."""
     canon, _ = track.canonical()
     rest, _ = to_canonical(track.neutral)
-    upper, lower = zip(*EYELID_PAIRS)
+    upper, lower = zip(*EYELID_PAIRS, strict=False)
     gap = np.linalg.norm(canon[:, list(lower)] - canon[:, list(upper)], axis=-1).mean(axis=1)
     rest_gap = float(np.linalg.norm(rest[list(lower)] - rest[list(upper)], axis=-1).mean())
     return gap / max(rest_gap, 1e-6)
@@ -435,7 +436,7 @@ def _font(size: int) -> ImageFont.ImageFont:
         return ImageFont.load_default()
 
 
-def plot_timeline(audio: np.ndarray, track: LandmarkTrack, frame: Optional[int] = None,
+def plot_timeline(audio: np.ndarray, track: LandmarkTrack, frame: int | None = None,
                   width: int = 960, height: int = 260) -> np.ndarray:
     """An ``(height, width, 3)`` uint8 chart: the speech waveform (grey) with the mouth opening (red) over it,
     the eye openness (blue; dips are blinks) below, seconds along the bottom and ``frame`` marked."""
@@ -470,10 +471,10 @@ def plot_timeline(audio: np.ndarray, track: LandmarkTrack, frame: Optional[int] 
     opening = mouth_opening(track)
     scale = max(0.25, float(opening.max()) * 1.1)
     ys = split - 2 - (split - top - 4) * np.clip(opening / scale, 0, 1)
-    draw.line(list(zip(xs.tolist(), ys.tolist())), fill=_MOUTH, width=2, joint="curve")
+    draw.line(list(zip(xs.tolist(), ys.tolist(), strict=False)), fill=_MOUTH, width=2, joint="curve")
     eyes = eye_openness(track)
     ys = bottom - 2 - (bottom - split - 6) * np.clip(eyes / 1.3, 0, 1)
-    draw.line(list(zip(xs.tolist(), ys.tolist())), fill=_EYES, width=2, joint="curve")
+    draw.line(list(zip(xs.tolist(), ys.tolist(), strict=False)), fill=_EYES, width=2, joint="curve")
 
     draw.text((4, (top + split) / 2), "mouth", fill=_MOUTH, font=font, anchor="lm")
     draw.text((4, (split + bottom) / 2), "eyes", fill=_EYES, font=font, anchor="lm")

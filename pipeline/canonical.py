@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 
@@ -128,7 +127,7 @@ def inter_ocular(points: np.ndarray) -> np.ndarray:
 # --- head pose -----------------------------------------------------------------------------------------------
 
 
-def rotation_matrix(angles: Union[np.ndarray, tuple[float, float, float]]) -> np.ndarray:
+def rotation_matrix(angles: np.ndarray | tuple[float, float, float]) -> np.ndarray:
     """``R = Rz(roll) @ Rx(pitch) @ Ry(yaw)`` ``(..., 3, 3)`` from ``(..., 3)`` angles ``[yaw, pitch, roll]`` in
     degrees (see the module docstring for their signs)."""
     yaw, pitch, roll = np.moveaxis(np.deg2rad(np.asarray(angles, dtype=np.float64)), -1, 0)
@@ -159,7 +158,7 @@ def pose_from_transform(matrix: np.ndarray) -> np.ndarray:
     return np.concatenate([angles, to_pixel[..., :2, 3], scale[..., None]], axis=-1)
 
 
-def transform_from_pose(pose: np.ndarray, depth: Union[float, np.ndarray] = 0.0) -> np.ndarray:
+def transform_from_pose(pose: np.ndarray, depth: float | np.ndarray = 0.0) -> np.ndarray:
     """Pixel-to-canonical transform(s) ``(..., 3, 4)`` of head pose(s) ``(..., 6)`` (inverse of
     :func:`pose_from_transform`); ``depth`` is the pixel z of the canonical origin, which a pose leaves out."""
     pose = np.asarray(pose, dtype=np.float64)

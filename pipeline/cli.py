@@ -15,14 +15,12 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from collections.abc import Callable, Iterator
-from typing import NoReturn, Optional, Sequence
+from typing import NoReturn
 
 import numpy as np
 
-from .errors import InputError
-from .outputs import check_output
 from .defaults import (
     DEFAULT_STEPS,
     MAX_BLINK_RATE,
@@ -32,6 +30,8 @@ from .defaults import (
     MAX_SMOOTHING,
     MAX_STEPS,
 )
+from .errors import InputError
+from .outputs import check_output
 
 logger = logging.getLogger("pipeline")
 
@@ -247,7 +247,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_pipeline(args: argparse.Namespace, device: Optional[str] = None):
+def _load_pipeline(args: argparse.Namespace, device: str | None = None):
     from .loading import load_pipeline
 
     if args.quiet:
@@ -373,7 +373,7 @@ def _generate_batch(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def _generate_one(pipe, generator, args, image: Path, audio: Path, output: Path, track_out: Optional[Path]) -> None:
+def _generate_one(pipe, generator, args, image: Path, audio: Path, output: Path, track_out: Path | None) -> None:
     inputs, track = _generate_track(pipe, generator, args, image, audio)
     if track_out is not None:
         track.save(track_out)
@@ -391,7 +391,7 @@ def _stop(signum: int, frame) -> None:
     raise KeyboardInterrupt
 
 
-def main(argv: Optional[Sequence[str]] = None, started: Optional[float] = None) -> int:
+def main(argv: Sequence[str] | None = None, started: float | None = None) -> int:
     """Run one command; ``started`` (``time.time()`` when the process began) dates the start-up figure of the closing
     message, else the call of this function."""
     args = build_parser().parse_args(argv)

@@ -7,8 +7,7 @@ whatever the head pose and photo size, and are posed back with each frame's own 
 from __future__ import annotations
 
 import math
-
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
@@ -75,7 +74,7 @@ def random_blink_times(duration: float, rate_per_minute: float, rng: np.random.G
 
 def add_blinks(
     track: LandmarkTrack,
-    times: Optional[Sequence[float]] = None,
+    times: Sequence[float] | None = None,
     rate_per_minute: float = 15.0,
     seed: int = 0,
 ) -> LandmarkTrack:
@@ -113,7 +112,7 @@ def move_point(
     offsets = np.arange(-radius_frames, radius_frames + 1)
     weights = 0.5 + 0.5 * np.cos(np.pi * offsets / (radius_frames + 1))
     frames = track.frames.astype(np.float64)
-    for off, weight in zip(offsets, weights):
+    for off, weight in zip(offsets, weights, strict=False):
         f = frame + off
         if 0 <= f < track.num_frames:
             frames[f, point] += weight * delta
@@ -126,7 +125,8 @@ def _smooth_wander(num_frames: int, fps: float, rng: np.random.Generator, amplit
     freqs = rng.uniform(0.07, 0.45, size=3)
     phases = rng.uniform(0, 2 * np.pi, size=3)
     weights = rng.dirichlet(np.ones(3)) * rng.uniform(0.6, 1.0)
-    curve = sum(w * (np.sin(2 * np.pi * f * t + p) - np.sin(p)) for w, f, p in zip(weights, freqs, phases))
+    curve = sum(w * (np.sin(2 * np.pi * f * t + p) - np.sin(p))
+                for w, f, p in zip(weights, freqs, phases, strict=True))
     return 0.5 * amplitude * np.asarray(curve, dtype=np.float64)
 
 

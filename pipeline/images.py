@@ -6,14 +6,13 @@ import io
 import os
 import warnings
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InputError
 
-ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
+ImageInput = str | os.PathLike | bytes | Image.Image | np.ndarray
 
 #: Largest photo we accept, in pixels (about 8000 x 6000). Bigger files are refused before decoding,
 #: which also stops decompression bombs. Change with the environment variable TALKING_FACE_MAX_PIXELS.

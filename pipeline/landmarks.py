@@ -24,13 +24,21 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from .canonical import (apply_transform, from_canonical, inter_ocular, invert_transform, lift_to_3d,
-                        pose_from_transform, to_canonical, transform_from_pose)
+from .canonical import (
+    apply_transform,
+    from_canonical,
+    inter_ocular,
+    invert_transform,
+    lift_to_3d,
+    pose_from_transform,
+    to_canonical,
+    transform_from_pose,
+)
 from .errors import TrackError
 from .regions import INNER_LIP_PAIRS, NUM_POINTS
 
@@ -65,7 +73,7 @@ class LandmarkTrack:
     frames: np.ndarray
     fps: float
     image_size: tuple[int, int]
-    reference: Optional[np.ndarray] = None
+    reference: np.ndarray | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -93,7 +101,7 @@ class LandmarkTrack:
         """The face's rest pose ``(68, 3)``: ``reference`` when known, else the first frame."""
         return self.reference if self.reference is not None else self.frames[0]
 
-    def replace(self, frames: np.ndarray, **info: Any) -> "LandmarkTrack":
+    def replace(self, frames: np.ndarray, **info: Any) -> LandmarkTrack:
         """A copy with new frames (same fps, size and reference); ``info`` entries are merged in."""
         return LandmarkTrack(frames, self.fps, self.image_size, self.reference, {**self.info, **info})
 
@@ -125,7 +133,7 @@ class LandmarkTrack:
             data["info"] = self.info
         return data
 
-    def save(self, path: Union[str, os.PathLike]) -> Path:
+    def save(self, path: str | os.PathLike) -> Path:
         """Write the track as JSON, whole or not at all (an earlier file at ``path`` stays until the new one is
         complete)."""
         from .outputs import write_atomically
@@ -133,7 +141,7 @@ class LandmarkTrack:
         return write_atomically(path, json.dumps(self.to_dict(), separators=(",", ":")).encode())
 
     @classmethod
-    def load(cls, source: Union[str, os.PathLike, bytes]) -> "LandmarkTrack":
+    def load(cls, source: str | os.PathLike | bytes) -> LandmarkTrack:
         """Read and validate a track from a JSON file path or JSON bytes."""
         if isinstance(source, bytes):
             raw = source
@@ -157,9 +165,10 @@ class LandmarkTrack:
         return cls.from_dict(data)
 
     @classmethod
-    def from_dict(cls, data: Any) -> "LandmarkTrack":
+    def from_dict(cls, data: Any) -> LandmarkTrack:
         if not isinstance(data, dict):
-            raise TrackError("A landmark track must be a JSON object with 'format', 'version', 'fps', 'image_size' and 'frames'.")
+            raise TrackError("A landmark track must be a JSON object with 'format', 'version', 'fps', 'image_size' "
+                             "and 'frames'.")
         if data.get("format") != FORMAT:
             raise TrackError(f"This is not a landmark track: 'format' must be \"{FORMAT}\".")
         version = data.get("version")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Optional, Union
 
 #: The checkpoints shipped with the repository (loaded when nothing else is asked for).
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints"
@@ -26,7 +25,7 @@ COMPONENTS = {
 MAX_INDEX_BYTES = 64 * 1024
 
 
-def resolve_checkpoint(source: Optional[Union[str, os.PathLike]] = None, revision: Optional[str] = None,
+def resolve_checkpoint(source: str | os.PathLike | None = None, revision: str | None = None,
                        local_files_only: bool = False) -> Path:
     """A local folder holding ``model_index.json``.
 
@@ -90,8 +89,8 @@ def _allowed(name: str, library: object, cls: object) -> bool:
     return isinstance(scheduler, type) and issubclass(scheduler, SchedulerMixin)
 
 
-def load_pipeline(source: Optional[Union[str, os.PathLike]] = None, device: Optional[str] = None,
-                  dtype=None, local_files_only: bool = False, warm: bool = True, revision: Optional[str] = None):
+def load_pipeline(source: str | os.PathLike | None = None, device: str | None = None,
+                  dtype=None, local_files_only: bool = False, warm: bool = True, revision: str | None = None):
     """Load :class:`TalkingFacePipeline` from :func:`resolve_checkpoint`'s folder onto ``device`` (CUDA when
     available, else CPU), warmed up (see :func:`warm_up`) unless ``warm`` is False (a command that runs once pays
     those costs in its first stage anyway)."""

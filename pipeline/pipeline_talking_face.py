@@ -16,10 +16,10 @@ import logging
 import os
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any
 
 import numpy as np
 import PIL.Image
@@ -101,7 +101,7 @@ class TalkingFacePipelineOutput(BaseOutput):
     """``frames``: ``(T, S, S, 3)`` uint8 array, a list of PIL images, or the path of the mp4 (``output_type``);
     ``landmarks``: the track that was rendered; ``fps``; ``audio``: the 16 kHz mono speech."""
 
-    frames: Union[np.ndarray, list[PIL.Image.Image], str]
+    frames: np.ndarray | list[PIL.Image.Image] | str
     landmarks: LandmarkTrack
     fps: float
     audio: np.ndarray
@@ -128,7 +128,7 @@ class TalkingFacePipeline(DiffusionPipeline):
     _callback_tensor_inputs = ["sample"]
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: Union[str, os.PathLike], **kwargs: Any):
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any):
         """diffusers' ``from_pretrained``, made safe for files from anywhere: a Hub repo is fetched with only the files
         a pipeline needs (``revision`` and ``local_files_only`` are honoured), ``model_index.json`` may name only this
         pipeline's components (:func:`pipeline.loading.check_model_index`), and weights load from safetensors only
@@ -146,8 +146,8 @@ class TalkingFacePipeline(DiffusionPipeline):
         self,
         landmark_denoiser: LandmarkDenoiser,
         scheduler: SchedulerMixin,
-        face_renderer: Optional[LandmarkFaceRenderer] = None,
-        renderer_scheduler: Optional[SchedulerMixin] = None,
+        face_renderer: LandmarkFaceRenderer | None = None,
+        renderer_scheduler: SchedulerMixin | None = None,
         fps: float = 25.0,
         audio_features: str = "logmel",
         landmark_backend: str = "mesh",
@@ -157,7 +157,7 @@ class TalkingFacePipeline(DiffusionPipeline):
                               renderer_scheduler=renderer_scheduler)
         self.register_to_config(fps=fps, audio_features=audio_features, landmark_backend=landmark_backend)
         self._lazy_lock = threading.Lock()
-        self._face_analyzer: Optional[FaceAnalyzer] = None
+        self._face_analyzer: FaceAnalyzer | None = None
         self._audio_featurizer = None
 
     # --- shared helpers, built on first use ---------------------------------------------------------
@@ -216,10 +216,10 @@ class TalkingFacePipeline(DiffusionPipeline):
         inputs: TalkingFaceInputs,
         num_inference_steps: int = DEFAULT_STEPS,
         guidance_scale: float = 2.0,
-        generator: Optional[torch.Generator] = None,
+        generator: torch.Generator | None = None,
         head_motion: float = 1.0,
-        blink_rate: Optional[float] = None,
-        callback_on_step_end: Optional[Callable[..., Any]] = None,
+        blink_rate: float | None = None,
+        callback_on_step_end: Callable[..., Any] | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("sample",),
     ) -> LandmarkTrack:
         """The speech-driven landmark track for the prepared face, in the photo's pixel space.
@@ -243,8 +243,8 @@ class TalkingFacePipeline(DiffusionPipeline):
                              f"not {unknown}.")
 
     def _generate_landmarks(self, inputs: TalkingFaceInputs, num_inference_steps: int, guidance_scale: float,
-                            generator: Optional[torch.Generator], head_motion: float, blink_rate: Optional[float],
-                            callback_on_step_end: Optional[Callable[..., Any]],
+                            generator: torch.Generator | None, head_motion: float, blink_rate: float | None,
+                            callback_on_step_end: Callable[..., Any] | None,
                             callback_tensor_inputs: Sequence[str]) -> LandmarkTrack:
         features = self.audio_featurizer(inputs.audio, fps=inputs.fps)  # (T, D)
         face = inputs.points3d
@@ -253,7 +253,7 @@ class TalkingFacePipeline(DiffusionPipeline):
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator).item())
         bars = []  # the progress bar opens at the first step, when the number of steps is known
 
-        def on_step(done: int, total: int, t: torch.Tensor, sample: torch.Tensor) -> Optional[torch.Tensor]:
+        def on_step(done: int, total: int, t: torch.Tensor, sample: torch.Tensor) -> torch.Tensor | None:
             if not bars:
                 bars.append(self.stage_progress_bar(total, "landmarks"))
             bars[0].update(done - bars[0].n)
@@ -304,7 +304,7 @@ class TalkingFacePipeline(DiffusionPipeline):
         return list(RENDERERS) if has_diffusion else ["warp"]
 
     def make_renderer(self, renderer: str = "warp", size: int = 256, full: bool = False,
-                      generator: Optional[torch.Generator] = None) -> Union[WarpRenderer, DiffusionRenderer]:
+                      generator: torch.Generator | None = None) -> WarpRenderer | DiffusionRenderer:
         """A new renderer of this kind (each call its own, so concurrent renders do not share state); ``generator``
         draws the diffusion renderer's shared noise."""
         if renderer not in RENDERERS:
@@ -321,11 +321,11 @@ class TalkingFacePipeline(DiffusionPipeline):
         self,
         inputs: TalkingFaceInputs,
         track: LandmarkTrack,
-        output_path: Union[str, Path],
+        output_path: str | Path,
         size: int = 256,
         full: bool = False,
         renderer: str = "warp",
-        generator: Optional[torch.Generator] = None,
+        generator: torch.Generator | None = None,
     ) -> Iterator[tuple[int, int]]:
         """Render the photo driven by ``track`` into the mp4 ``output_path`` (with the speech), yielding
         ``(frames written, total)`` after each chunk. The file is complete when the iterator is exhausted; closing
@@ -356,10 +356,10 @@ class TalkingFacePipeline(DiffusionPipeline):
         size: int = 256,
         full: bool = False,
         output_type: OutputType = "np",
-        output_path: Optional[Union[str, Path]] = None,
+        output_path: str | Path | None = None,
         renderer: str = "warp",
-        generator: Optional[torch.Generator] = None,
-    ) -> Union[np.ndarray, list[PIL.Image.Image], str]:
+        generator: torch.Generator | None = None,
+    ) -> np.ndarray | list[PIL.Image.Image] | str:
         """Render the photo driven by ``track`` with ``renderer`` (``"warp"`` or ``"diffusion"``, see
         :attr:`renderers`). ``output_type="mp4"`` streams frames to ``output_path`` (a new temporary file when not
         given) in chunks, so memory does not grow with length, and returns its path."""
@@ -388,17 +388,17 @@ class TalkingFacePipeline(DiffusionPipeline):
         full: bool = False,
         num_inference_steps: int = DEFAULT_STEPS,
         guidance_scale: float = 2.0,
-        generator: Optional[torch.Generator] = None,
-        landmarks: Optional[LandmarkTrack] = None,
+        generator: torch.Generator | None = None,
+        landmarks: LandmarkTrack | None = None,
         head_motion: float = 1.0,
-        blink_rate: Optional[float] = None,
+        blink_rate: float | None = None,
         output_type: OutputType = "np",
-        output_path: Optional[Union[str, Path]] = None,
+        output_path: str | Path | None = None,
         renderer: str = "warp",
         return_dict: bool = True,
-        callback_on_step_end: Optional[Callable[..., Any]] = None,
+        callback_on_step_end: Callable[..., Any] | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("sample",),
-    ) -> Union[TalkingFacePipelineOutput, tuple]:
+    ) -> TalkingFacePipelineOutput | tuple:
         r"""
         Animate ``image`` with ``audio``.
 

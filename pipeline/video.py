@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Union
 
 import numpy as np
 
@@ -25,7 +25,7 @@ from .threads import stage_threads
 
 logger = logging.getLogger(__name__)
 
-PathLike = Union[str, os.PathLike]
+PathLike = str | os.PathLike
 
 
 def _reader(path: PathLike):
@@ -78,7 +78,7 @@ class Mp4Writer:
         self,
         path: PathLike,
         fps: float,
-        audio: Optional[np.ndarray] = None,
+        audio: np.ndarray | None = None,
         sample_rate: int = 16000,
         quality: int = 20,
     ) -> None:
@@ -88,12 +88,12 @@ class Mp4Writer:
         self.sample_rate = sample_rate
         self.crf = quality
         self._gen = None
-        self._size: Optional[tuple[int, int]] = None
-        self._tmpdir: Optional[tempfile.TemporaryDirectory] = None
-        self._partial: Optional[Path] = None
+        self._size: tuple[int, int] | None = None
+        self._tmpdir: tempfile.TemporaryDirectory | None = None
+        self._partial: Path | None = None
         self.frames_written = 0
 
-    def __enter__(self) -> "Mp4Writer":
+    def __enter__(self) -> Mp4Writer:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -200,7 +200,7 @@ def extract_track(
     video: PathLike,
     analyzer=None,
     smoothing: float = 0.7,
-    progress: Optional[Callable[[int], None]] = None,
+    progress: Callable[[int], None] | None = None,
 ) -> tuple[LandmarkTrack, ExtractionReport]:
     """Detect 68 landmarks (in 3D: :func:`~pipeline.landmarks.face_points`) on every frame of a talking-face video.
 
@@ -215,7 +215,7 @@ def extract_track(
 
     analyzer = analyzer or FaceAnalyzer()
     fps = video_fps(video)
-    points: list[Optional[np.ndarray]] = []
+    points: list[np.ndarray | None] = []
     size = (0, 0)
     tracker = analyzer.tracker()
     with stage_threads("face"):
@@ -240,7 +240,7 @@ def extract_track(
     return track, report
 
 
-def _fill_missing(points: list[Optional[np.ndarray]]) -> np.ndarray:
+def _fill_missing(points: list[np.ndarray | None]) -> np.ndarray:
     """Linear interpolation over time for frames with no detection (nearest at the ends)."""
     known = np.array([i for i, p in enumerate(points) if p is not None])
     values = np.stack([points[i] for i in known]).reshape(len(known), -1)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import socket
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterator
 
 import imageio_ffmpeg
 import numpy as np
@@ -71,7 +71,6 @@ def running_app(folder: Path) -> Iterator[str]:
 
     from pipeline import TalkingFacePipeline
     from pipeline.loading import load_pipeline
-
     from tests.conftest import get_dummy_components
     from tests.test_face_renderer import tiny_model
 

@@ -16,10 +16,11 @@ import tempfile
 import threading
 import time
 import types
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
 
 import imageio_ffmpeg
 import numpy as np
@@ -60,7 +61,7 @@ class Served:
         kwargs.setdefault("download_files", str(self.downloads / name))
         return Client(self.url, verbose=False, **kwargs)
 
-    def files(self, folder: Optional[Path] = None) -> set[Path]:
+    def files(self, folder: Path | None = None) -> set[Path]:
         return {p for p in (folder or self.cache).rglob("*") if p.is_file()}
 
 
@@ -141,7 +142,7 @@ def _closure_containers(demo) -> dict[str, Any]:
         code, cells = getattr(fn, "__code__", None), getattr(fn, "__closure__", None) or ()
         if code is None:
             continue
-        for var, cell in zip(code.co_freevars, cells):
+        for var, cell in zip(code.co_freevars, cells, strict=False):
             try:
                 value = cell.cell_contents
             except ValueError:

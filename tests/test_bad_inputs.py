@@ -9,8 +9,8 @@ import io
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 import numpy as np
 import pytest
@@ -39,7 +39,7 @@ def _png(img: Image.Image, path: Path, **kw) -> Path:
     return path
 
 
-def photo_cases(astronaut: np.ndarray) -> dict[str, tuple[Callable[[Path], Path], Optional[str]]]:
+def photo_cases(astronaut: np.ndarray) -> dict[str, tuple[Callable[[Path], Path], str | None]]:
     """name -> (make the file in a folder, expected error words or None when it must work)."""
     face = Image.fromarray(astronaut)
 
@@ -91,7 +91,7 @@ def _wav(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:
     return path
 
 
-AUDIO_CASES: dict[str, tuple[Callable[[Path], Path], Optional[str]]] = {
+AUDIO_CASES: dict[str, tuple[Callable[[Path], Path], str | None]] = {
     "silent": (lambda d: _wav(d / "silent.wav", np.zeros(32000, np.float32)), "silent"),
     "0.1 s": (lambda d: _wav(d / "short.wav", speechlike(0.1)), "too short"),
     "clipped": (lambda d: _wav(d / "clip.wav", np.clip(speechlike(1.0) * 20, -1, 1)), None),
@@ -148,7 +148,7 @@ def good(tmp_path_factory, astronaut) -> dict[str, Path]:
     return {"image": d / "photo.png", "audio": d / "speech.wav", "track": d / "track.json"}
 
 
-def _check_cli(argv: list[str], words: Optional[str], capsys) -> None:
+def _check_cli(argv: list[str], words: str | None, capsys) -> None:
     code = main(argv)
     err = capsys.readouterr().err.strip()
     if words is None:

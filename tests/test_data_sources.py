@@ -216,8 +216,9 @@ def test_split_points_cut_long_audio_at_pauses():
 @pytest.mark.parametrize("with_transcript", [False, True])
 def test_prepare_speech_on_synthetic_speech(tmp_path, with_transcript):
     pytest.importorskip("pocketsphinx")
-    from training.data import espeak, prepare_speech
     from scipy.signal import resample_poly
+
+    from training.data import espeak, prepare_speech
 
     text = "Peter bought a big map, and Mary opened the window wide."
     utt = espeak.synthesize(text, voice="en-us", rate=150)

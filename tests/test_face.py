@@ -94,8 +94,10 @@ def turned_face(analyzer, image: np.ndarray, yaw: float) -> np.ndarray:
     centre = mesh.mean(axis=0)
     turned = (mesh - centre) @ rotation_matrix([yaw, 0.0, 0.0]).T + centre
     h, w = image.shape[:2]
-    border = [[x, y] for x in np.linspace(0, w - 1, 6) for y in np.linspace(0, h - 1, 6) if x in (0, w - 1) or y in (0, h - 1)]
-    transform = PiecewiseAffineTransform.from_estimate(np.vstack([turned[:, :2], border]), np.vstack([mesh[:, :2], border]))
+    border = [[x, y] for x in np.linspace(0, w - 1, 6) for y in np.linspace(0, h - 1, 6)
+              if x in (0, w - 1) or y in (0, h - 1)]
+    transform = PiecewiseAffineTransform.from_estimate(np.vstack([turned[:, :2], border]),
+                                                       np.vstack([mesh[:, :2], border]))
     return (warp(image, transform, output_shape=(h, w)) * 255).astype(np.uint8)
 
 
@@ -134,7 +136,8 @@ def test_tracker_follows_a_moving_face(analyzer, astronaut, astronaut_landmarks)
 
 
 def test_default_front_end_never_imports_dlib():
-    code = ("import sys, skimage.data; from pipeline.face import FaceAnalyzer; FaceAnalyzer().detect(skimage.data.astronaut());"
+    code = ("import sys, skimage.data; from pipeline.face import FaceAnalyzer; "
+            "FaceAnalyzer().detect(skimage.data.astronaut());"
             "bad = [m for m in ('dlib', 'face_recognition_models', 'face_alignment') if m in sys.modules];"
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
@@ -180,7 +183,8 @@ def test_mesh_converges_from_a_poor_first_crop(analyzer, astronaut, astronaut_la
     face-presence score is good."""
     from pipeline.face.mesh import Roi
 
-    good = analyzer._mesh.refine(astronaut, Roi.around(astronaut_landmarks, astronaut_landmarks[36], astronaut_landmarks[45]))
+    roi = Roi.around(astronaut_landmarks, astronaut_landmarks[36], astronaut_landmarks[45])
+    good = analyzer._mesh.refine(astronaut, roi)
     poor = Roi(centre=good.points[:, :2].mean(axis=0) + [40, -35], side=230.0, angle=np.deg2rad(35))
     assert analyzer._mesh(astronaut, poor).presence < 0.5  # the first look alone fails
     result = analyzer._mesh.refine(astronaut, poor)

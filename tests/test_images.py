@@ -17,7 +17,7 @@ def _save(img: Image.Image, path, **kw):
 def test_modes_become_rgb(tmp_path, astronaut, mode):
     img = Image.fromarray(astronaut)
     if mode == "I;16":
-        img = Image.fromarray((np.asarray(img.convert("L"), dtype=np.uint16) * 257))
+        img = Image.fromarray(np.asarray(img.convert("L"), dtype=np.uint16) * 257)
         fmt = "png"
     else:
         img = img.convert(mode)

@@ -10,8 +10,7 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
-from pipeline.models import LandmarkDenoiser, LandmarkDenoiserOutput
-from pipeline.models import landmark_denoiser
+from pipeline.models import LandmarkDenoiser, LandmarkDenoiserOutput, landmark_denoiser
 from pipeline.motion import generate_motion, random_known_mask, training_loss
 from pipeline.regions import LOWER_FACE, NUM_POINTS
 
@@ -210,7 +209,8 @@ def test_short_tracks():
     for num_frames in (1, 5, WINDOW - 1, WINDOW):
         steps = []
         out = generate_motion(components["model"], ddim(components["scheduler"]), speech_audio(num_frames),
-                              np.zeros((68, 2)), num_inference_steps=3, on_step=lambda i, n, t, x: steps.append((i, n)))
+                              np.zeros((68, 2)), num_inference_steps=3,
+                              on_step=lambda i, n, t, x, s=steps: s.append((i, n)))
         assert out.shape == (num_frames, NUM_POINTS, 2) and np.isfinite(out).all()
         assert steps == [(1, 3), (2, 3), (3, 3)]
 
@@ -270,7 +270,7 @@ def test_windowed_generation_has_no_seam(trained):
     assert len(starts) == 5 and len(calls) == 5 * 10
     window_masks = calls[::10]
     assert not window_masks[0].any()
-    for mask, start, prev in zip(window_masks[1:], starts[1:], starts):
+    for mask, start, prev in zip(window_masks[1:], starts[1:], starts, strict=False):
         assert mask[: prev + WINDOW - start].all() and not mask[prev + WINDOW - start :].any()
 
     # no seam: the jumps where a new window's generated frames begin are like the jumps elsewhere
@@ -297,4 +297,4 @@ def test_bfloat16_mixed_precision_training_step():
         loss = training_loss(model, scheduler, batch, generator=torch.Generator().manual_seed(0))
     loss.backward()
     optimizer.step()
-    assert torch.isfinite(loss) and any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert torch.isfinite(loss) and any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=False))

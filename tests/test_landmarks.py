@@ -4,9 +4,20 @@ import os
 import numpy as np
 import pytest
 
-from pipeline.canonical import (apply_transform, from_canonical, inter_ocular, invert_transform,
-                                lift_to_3d, mean_face, pose_from_transform, rotation_angles, rotation_matrix,
-                                similarity_transform, to_canonical, transform_from_pose)
+from pipeline.canonical import (
+    apply_transform,
+    from_canonical,
+    inter_ocular,
+    invert_transform,
+    lift_to_3d,
+    mean_face,
+    pose_from_transform,
+    rotation_angles,
+    rotation_matrix,
+    similarity_transform,
+    to_canonical,
+    transform_from_pose,
+)
 from pipeline.errors import TrackError
 from pipeline.landmarks import LandmarkTrack, belongs_to, retarget
 from pipeline.regions import EYE_OUTER_CORNERS, INNER_LIP_PAIRS, JAW, MIRROR, REGIONS, STABLE

@@ -269,7 +269,8 @@ def test_schedulers_swap_in(diffusion_pipe, media, scheduler_cls, monkeypatch):
     monkeypatch.setattr(cls, "scale_model_input", lambda self, *a, **k: scaled.append(1) or scale(self, *a, **k))
     monkeypatch.setattr(cls, "step", lambda self, *a, **k: steps.append(1) or step(self, *a, **k))
     pipe = TalkingFacePipeline(landmark_denoiser=diffusion_pipe.landmark_denoiser,
-                               face_renderer=diffusion_pipe.face_renderer, scheduler=cls.from_config(diffusion_pipe.scheduler.config),
+                               face_renderer=diffusion_pipe.face_renderer,
+                               scheduler=cls.from_config(diffusion_pipe.scheduler.config),
                                renderer_scheduler=cls.from_config(diffusion_pipe.renderer_scheduler.config))
     pipe.set_progress_bar_config(disable=True)
     inputs = pipe.prepare(media / "photo.png", media / "speech.wav")

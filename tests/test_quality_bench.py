@@ -13,8 +13,7 @@ from bench import quality
 from pipeline import TalkingFacePipeline
 from pipeline.render.warp import WarpRenderer
 from pipeline.video import Mp4Writer
-from tests.conftest import speechlike
-from tests.conftest import get_dummy_components
+from tests.conftest import get_dummy_components, speechlike
 
 
 @pytest.fixture(scope="module")

@@ -117,7 +117,7 @@ def test_pickles_are_refused_even_without_the_flag(saved, tmp_path):
     fallback = diffusers_loader(str(pickled))
     original = TalkingFacePipeline.from_pretrained(str(saved))
     for (name, a), (_, b) in zip(fallback.landmark_denoiser.state_dict().items(),
-                                 original.landmark_denoiser.state_dict().items()):
+                                 original.landmark_denoiser.state_dict().items(), strict=False):
         assert torch.equal(a, b), name
 
 

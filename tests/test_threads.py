@@ -40,5 +40,7 @@ def test_stage_threads_sets_and_restores(no_override, monkeypatch):
 
 
 def test_cli_threads_flag_is_checked(capsys, tmp_path):
-    assert main(["extract", "--video", str(tmp_path / "x.mp4"), "-o", str(tmp_path / "t.json"), "--threads", "0"]) == 2
-    assert capsys.readouterr().err.strip() == "error: --threads must be 1 or more."
+    with pytest.raises(SystemExit) as stop:
+        main(["extract", "--video", str(tmp_path / "x.mp4"), "-o", str(tmp_path / "t.json"), "--threads", "0"])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.startswith("error: argument --threads: must be from 1 to 256, not 0")

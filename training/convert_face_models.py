@@ -7,8 +7,9 @@ needs numpy < 2 and a second OpenCV). Take the two files from the wheel and conv
         'mediapipe/modules/face_detection/face_detection_short_range.tflite' \
         'mediapipe/modules/face_landmark/face_landmark.tflite'
     pip install tflite==2.18.0     # the TFLite flatbuffer schema (requirements-dev.txt)
-    python training/convert_face_models.py --detector /tmp/mp/mediapipe/modules/face_detection/face_detection_short_range.tflite \
-        --mesh /tmp/mp/mediapipe/modules/face_landmark/face_landmark.tflite
+    M=/tmp/mp/mediapipe/modules
+    python training/convert_face_models.py --detector $M/face_detection/face_detection_short_range.tflite \
+        --mesh $M/face_landmark/face_landmark.tflite
 
 The converted models are written to ``pipeline/assets/face_detector`` and ``pipeline/assets/face_mesh``. If
 ``ai-edge-litert`` is installed, each conversion is checked against the TFLite interpreter on random inputs.
@@ -77,7 +78,7 @@ def read_graph(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         if kind == "DEQUANTIZE":  # float16 weights: fold into a float32 constant
             constants[out] = values[0]
             continue
-        values = [constants.get(j, v) for j, v in zip(inputs, values)]
+        values = [constants.get(j, v) for j, v in zip(inputs, values, strict=False)]
         index = len(ops)
         entry: dict[str, Any] = {"inputs": [], "output": name_of(out)}
         if kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
@@ -121,7 +122,8 @@ def read_graph(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
             entry.update(op="concat", dim=int(options.Axis()))
         else:
             raise ValueError(f"operation {kind} is not supported by ConvGraph")
-        entry["inputs"] = [name_of(j) for j, v in zip(inputs, values) if v is None]  # activations, not constants
+        # activations, not constants
+        entry["inputs"] = [name_of(j) for j, v in zip(inputs, values, strict=True) if v is None]
         entry["params"] = {k.split("_", 1)[1]: list(v.shape) for k, v in params.items() if k.startswith(f"{index}_")}
         ops.append(entry)
     outputs = [name_of(graph.Outputs(i)) for i in range(graph.OutputsLength())]

@@ -28,8 +28,8 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
@@ -76,7 +76,7 @@ def energy_envelope(audio: np.ndarray, fps: float, num_frames: int) -> np.ndarra
     audio = np.asarray(audio, dtype=np.float64)
     edges = np.round(np.arange(num_frames + 1) * SAMPLE_RATE / fps).astype(int)
     rms = np.array([np.sqrt(np.mean(audio[a:b] ** 2)) if b > a and a < len(audio) else 0.0
-                    for a, b in zip(edges[:-1], np.minimum(edges[1:], len(audio)))])
+                    for a, b in zip(edges[:-1], np.minimum(edges[1:], len(audio)), strict=False)])
     db = 20 * np.log10(rms + 1e-8)
     ref = np.percentile(db, 95)
     energy = np.clip((db - (ref - ENERGY_RANGE_DB)) / ENERGY_RANGE_DB, 0.0, 1.0)
@@ -149,7 +149,7 @@ def load_scheduler(folder: Path, prediction_type: str = "sample"):
                          prediction_type=prediction_type, clip_sample=False)
 
 
-def _feature_spec(model, folder: Path, override: Optional[str]) -> Optional[str]:
+def _feature_spec(model, folder: Path, override: str | None) -> str | None:
     """Which audio features the model was trained on: ``--audio-features``, else an ``audio_features`` entry
     of the model config or of a ``training_config.json`` / ``train_config.json`` beside it, else log-mel."""
     if override:
@@ -162,7 +162,7 @@ def _feature_spec(model, folder: Path, override: Optional[str]) -> Optional[str]
 
 
 def model_predictor(folder: Path, steps: int = 10, guidance: float = 2.0, seed: int = 0,
-                    audio_features: Optional[str] = None, device: str = "cpu") -> Predictor:
+                    audio_features: str | None = None, device: str = "cpu") -> Predictor:
     """Predict with a saved ``LandmarkDenoiser``: neutral + sampled offsets (one seeded generator per clip)."""
     import torch
 
@@ -249,7 +249,7 @@ def load_examples(folder: Path, include_mirror: bool = False) -> list[Example]:
     return [ex for ex in examples if include_mirror or not ex.name.endswith("-mirror")]
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="folder of examples to evaluate on")
     parser.add_argument("--fit-data", type=Path, help="training examples to fit the energy baseline's gain on")

@@ -32,7 +32,6 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 import cv2
 import numpy as np
@@ -119,15 +118,15 @@ def score(video: np.ndarray, real: np.ndarray, points: np.ndarray, embedder: Ide
     """Metrics of rendered frames ``(T, R, R, 3)`` against the real crops; points: the real frames' landmarks."""
     size = real.shape[1]
     boxes = mouth_boxes(points, size)
-    mouths = np.stack([v[y0:y1, x0:x1] for v, (x0, y0, x1, y1) in zip(video, boxes)])
-    real_mouths = np.stack([v[y0:y1, x0:x1] for v, (x0, y0, x1, y1) in zip(real, boxes)])
+    mouths = np.stack([v[y0:y1, x0:x1] for v, (x0, y0, x1, y1) in zip(video, boxes, strict=False)])
+    real_mouths = np.stack([v[y0:y1, x0:x1] for v, (x0, y0, x1, y1) in zip(real, boxes, strict=False)])
     picked = range(0, len(video), identity_every)
     identity = [float(embedder(video[t], points[t]) @ embedder(real[t], points[t])) for t in picked]
     return {
-        "psnr": float(np.mean([psnr(a, b) for a, b in zip(video, real)])),
-        "ssim": float(np.mean([ssim(a, b) for a, b in zip(video, real)])),
-        "psnr_mouth": float(np.mean([psnr(a, b) for a, b in zip(mouths, real_mouths)])),
-        "ssim_mouth": float(np.mean([ssim(a, b) for a, b in zip(mouths, real_mouths)])),
+        "psnr": float(np.mean([psnr(a, b) for a, b in zip(video, real, strict=False)])),
+        "ssim": float(np.mean([ssim(a, b) for a, b in zip(video, real, strict=False)])),
+        "psnr_mouth": float(np.mean([psnr(a, b) for a, b in zip(mouths, real_mouths, strict=False)])),
+        "ssim_mouth": float(np.mean([ssim(a, b) for a, b in zip(mouths, real_mouths, strict=False)])),
         "identity": float(np.mean(identity)),
         "sharpness_mouth": float(np.mean([sharpness(m) for m in mouths])),
         "flicker": flicker(video) - flicker(real),
@@ -153,7 +152,7 @@ def render_timed(renderer, photo: np.ndarray, points: np.ndarray, chunk: int) ->
 
 
 def evaluate_clip(clip: RendererClip, renderers: dict, embedder: IdentityEmbedder, chunk: int, identity_every: int,
-                  video_dir: Optional[Path] = None, max_frames: Optional[int] = None,
+                  video_dir: Path | None = None, max_frames: int | None = None,
                   score_from: int = 0) -> dict[str, dict[str, float]]:
     """Render the clip's frames ``[0, max_frames)`` with each renderer and score frames ``[score_from, max_frames)``
     (e.g. the part of a video a person-specific model was not fine-tuned on)."""
@@ -250,7 +249,7 @@ def main(argv=None) -> int:
         print(clip.name, json.dumps(per_clip[clip.name], indent=None))
     w = np.asarray(weights, np.float64) / sum(weights)
     names = list(renderers)
-    mean = {name: {m: float(sum(wi * per_clip[c][name][m] for wi, c in zip(w, per_clip)))
+    mean = {name: {m: float(sum(wi * per_clip[c][name][m] for wi, c in zip(w, per_clip, strict=False)))
                    for m in per_clip[clips[0].name][name]} for name in names + ["real"]}
     setup = (f"Crop mode at {resolution} px; diffusion: {args.model}, {args.num_inference_steps}-step schedule "
              f"({DiffusionRenderer.__name__}, DDIM), previous frame noise {args.previous_noise}, mouth margin "

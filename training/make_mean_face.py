@@ -20,8 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.canonical import (MEAN_FACE_FILE, apply_transform, pose_from_transform, rotation_matrix,
-                                similarity_transform)
+from pipeline.canonical import (
+    MEAN_FACE_FILE,
+    apply_transform,
+    pose_from_transform,
+    rotation_matrix,
+    similarity_transform,
+)
 from pipeline.face import FaceAnalyzer
 from pipeline.images import IMAGE_SUFFIXES
 from pipeline.regions import EYE_OUTER_CORNERS, MIRROR, STABLE

@@ -14,7 +14,7 @@ mean the same thing for every face, photo size and head pose.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -43,7 +43,7 @@ def mouth_aperture(canonical: np.ndarray) -> np.ndarray:
     """
     canonical = _track(canonical)
     upper = [u for u, _ in INNER_LIP_PAIRS]
-    lower = [l for _, l in INNER_LIP_PAIRS]
+    lower = [low for _, low in INNER_LIP_PAIRS]
     return (canonical[:, lower, 1] - canonical[:, upper, 1]).mean(axis=1)
 
 
@@ -98,8 +98,8 @@ def lmd(pred: np.ndarray, real: np.ndarray, points: Sequence[int] = MOUTH) -> fl
 def lmd_motion(
     pred: np.ndarray,
     real: np.ndarray,
-    pred_neutral: Optional[np.ndarray] = None,
-    real_neutral: Optional[np.ndarray] = None,
+    pred_neutral: np.ndarray | None = None,
+    real_neutral: np.ndarray | None = None,
     points: Sequence[int] = MOUTH,
 ) -> float:
     """Motion landmark distance: :func:`lmd` of ``pred - pred_neutral`` against ``real - real_neutral``.

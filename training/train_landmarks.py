@@ -141,7 +141,7 @@ def main(args: argparse.Namespace) -> LandmarkDenoiser:
                                                 p_upper=train["p_upper"])
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}
         loss = loop.optimisation_step(accelerator, model, optimizer, lr_scheduler, train["max_grad_norm"],
-                                      lambda: training_loss(model, noise_scheduler, batch, generator=generator))
+                                      lambda b=batch: training_loss(model, noise_scheduler, b, generator=generator))
         if not accelerator.sync_gradients:
             continue
         ema.step(accelerator.unwrap_model(model).parameters())

@@ -50,6 +50,7 @@ from diffusers.training_utils import EMAModel
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from pipeline.loading import DEFAULT_CHECKPOINT  # noqa: E402
 from pipeline.models.face_renderer import (  # noqa: E402
     LandmarkFaceRenderer,
     add_masked_noise,
@@ -58,7 +59,6 @@ from pipeline.models.face_renderer import (  # noqa: E402
     region_masks,
     to_model_pixels,
 )
-from pipeline.loading import DEFAULT_CHECKPOINT  # noqa: E402
 from pipeline.regions import MIRROR  # noqa: E402
 from training import loop  # noqa: E402
 from training.checkpointing import save_into_pipeline  # noqa: E402
@@ -241,8 +241,8 @@ def main(args: argparse.Namespace) -> LandmarkFaceRenderer:
 
     folders = [load_clips(e["path"]) for e in config["data"]]
     counts = {e["path"]: {"clips": len(c), "frames": int(sum(len(x.frames) for x in c))}
-              for e, c in zip(config["data"], folders)}
-    sources = [(loop.shard(c, accelerator), float(e["weight"])) for e, c in zip(config["data"], folders)]
+              for e, c in zip(config["data"], folders, strict=False)}
+    sources = [(loop.shard(c, accelerator), float(e["weight"])) for e, c in zip(config["data"], folders, strict=False)]
     logger.info("data: %s (process %d of %d)", counts, accelerator.process_index + 1, accelerator.num_processes)
     validation = load_clips(config["validation"]) if config.get("validation") and accelerator.is_main_process else []
 
@@ -277,7 +277,7 @@ def main(args: argparse.Namespace) -> LandmarkFaceRenderer:
         batch = {k: v.to(accelerator.device) for k, v in sampler.batch(train["batch_size"]).items()}
         loss = loop.optimisation_step(
             accelerator, model, optimizer, lr_scheduler, train["max_grad_norm"],
-            lambda: training_loss(model, noise_scheduler, batch, generator, train.get("max_timestep")))
+            lambda b=batch: training_loss(model, noise_scheduler, b, generator, train.get("max_timestep")))
         if not accelerator.sync_gradients:
             continue
         ema.step(accelerator.unwrap_model(model).parameters())

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 import numpy as np
 
@@ -48,8 +48,8 @@ class FaceDetection:
     score: float
     num_faces: int  # how many faces the detector saw in the image
     message: str = ""  # set when the choice needs saying (several faces)
-    points3d: Optional[np.ndarray] = None  # (68, 3) float32: x, y in pixels, z in pixels away from the camera
-    mesh: Optional[np.ndarray] = None  # (468, 3) float32, the dense mesh (mesh backend only)
+    points3d: np.ndarray | None = None  # (68, 3) float32: x, y in pixels, z in pixels away from the camera
+    mesh: np.ndarray | None = None  # (468, 3) float32, the dense mesh (mesh backend only)
 
 
 class FaceAnalyzer:
@@ -58,7 +58,7 @@ class FaceAnalyzer:
     One instance is cheap to share between threads: the models are read once and used read-only.
     """
 
-    def __init__(self, backend: Backend = "mesh", fan_weights_dir: Optional[str | Path] = None,
+    def __init__(self, backend: Backend = "mesh", fan_weights_dir: str | Path | None = None,
                  allow_download: bool = False, device: str = "cpu") -> None:
         if backend not in BACKENDS:
             raise ValueError(f"Unknown landmark backend {backend!r}; choose one of {', '.join(BACKENDS)}.")
@@ -99,14 +99,14 @@ class FaceAnalyzer:
             logger.info(detection.message)
         return detection
 
-    def try_detect(self, image: np.ndarray) -> Optional[FaceDetection]:
+    def try_detect(self, image: np.ndarray) -> FaceDetection | None:
         """Like :meth:`detect` for video frames: ``None`` instead of an error when no face is usable."""
         try:
             return self.detect(image)
         except NoFaceError:
             return None
 
-    def tracker(self) -> "FaceTracker":
+    def tracker(self) -> FaceTracker:
         """A tracker for the frames of one video (not shared between videos or threads)."""
         return FaceTracker(self)
 
@@ -119,7 +119,8 @@ class FaceAnalyzer:
             )
         chosen = max(faces, key=lambda f: (f.width, f.score))
         eyes = chosen.keypoints[:2]
-        corners = np.array([chosen.box[:2], chosen.box[2:], [chosen.box[0], chosen.box[3]], [chosen.box[2], chosen.box[1]]])
+        x0, y0, x1, y1 = chosen.box
+        corners = np.array([[x0, y0], [x1, y1], [x0, y1], [x1, y0]])
         result = self._mesh.refine(rgb, Roi.around(corners, eyes[0], eyes[1]))
         if result.presence < MIN_PRESENCE:
             raise NoFaceError("A face was detected but its landmarks could not be placed; use a clearer photo.")
@@ -141,9 +142,9 @@ class FaceTracker:
 
     def __init__(self, analyzer: FaceAnalyzer) -> None:
         self.analyzer = analyzer
-        self._previous: Optional[np.ndarray] = None  # last mesh, in pixels of the analysed frame
+        self._previous: np.ndarray | None = None  # last mesh, in pixels of the analysed frame
 
-    def update(self, frame: np.ndarray) -> Optional[FaceDetection]:
+    def update(self, frame: np.ndarray) -> FaceDetection | None:
         """The face in the next frame, or ``None`` when none is usable."""
         analyzer = self.analyzer
         if analyzer.backend != "mesh" or self._previous is None:
@@ -175,7 +176,8 @@ def _rescaled(detection: FaceDetection, factor: float) -> FaceDetection:
     if factor == 1.0:
         return detection
     scaled = lambda a: None if a is None else (a * factor).astype(np.float32)  # noqa: E731
-    return FaceDetection(landmarks=scaled(detection.landmarks), box=tuple(int(round(v * factor)) for v in detection.box),
+    box = tuple(int(round(v * factor)) for v in detection.box)
+    return FaceDetection(landmarks=scaled(detection.landmarks), box=box,
                          score=detection.score, num_faces=detection.num_faces, message=detection.message,
                          points3d=scaled(detection.points3d), mesh=scaled(detection.mesh))
 

@@ -125,7 +125,8 @@ class FaceBoxDetector:
         prepared = [self._letterbox(view) for view, _ in views]
         boxes, keypoints, scores = self._detect_squares([square for square, _, _ in prepared])
         all_boxes, all_points, all_scores = [], [], []
-        for (square, scale, offset), (_, origin), b, k, s in zip(prepared, views, boxes, keypoints, scores):
+        for (_square, scale, offset), (_, origin), b, k, s in zip(prepared, views, boxes, keypoints, scores,
+                                                                   strict=True):
             keep = s >= MIN_SCORE
             all_boxes.append((b[keep] - np.tile(offset, 2)) / scale + np.tile(origin, 2))
             all_points.append((k[keep] - offset) / scale + origin)

@@ -14,7 +14,6 @@ import os
 import tempfile
 import threading
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -38,12 +37,12 @@ def _face_model_file(name: str) -> Path:
     return path
 
 
-def fan_weights_available(weights_dir: Optional[str | Path] = None) -> bool:
+def fan_weights_available(weights_dir: str | Path | None = None) -> bool:
     """Whether face-alignment's FAN weights are present locally (no download)."""
     return (_fan_dir(weights_dir) / FAN_WEIGHTS_FILE).is_file()
 
 
-def _fan_dir(weights_dir: Optional[str | Path]) -> Path:
+def _fan_dir(weights_dir: str | Path | None) -> Path:
     if weights_dir is not None:
         return Path(weights_dir)
     import torch.hub
@@ -54,7 +53,7 @@ def _fan_dir(weights_dir: Optional[str | Path]) -> Path:
 class DlibLandmarks:
     """dlib's HOG face detector with dlib's or FAN's 68 points."""
 
-    def __init__(self, backend: str = "dlib", fan_weights_dir: Optional[str | Path] = None,
+    def __init__(self, backend: str = "dlib", fan_weights_dir: str | Path | None = None,
                  allow_download: bool = False, device: str = "cpu") -> None:
         try:
             import dlib
@@ -68,7 +67,7 @@ class DlibLandmarks:
         self._fan = self._load_fan(fan_weights_dir, allow_download, device) if backend == "fan" else None
 
     @staticmethod
-    def _load_fan(weights_dir: Optional[str | Path], allow_download: bool, device: str):
+    def _load_fan(weights_dir: str | Path | None, allow_download: bool, device: str):
         import face_alignment
         import torch.hub
 

@@ -58,7 +58,7 @@ class Roi:
     angle: float
 
     @staticmethod
-    def around(points: np.ndarray, right_eye: np.ndarray, left_eye: np.ndarray, scale: float = CROP_SCALE) -> "Roi":
+    def around(points: np.ndarray, right_eye: np.ndarray, left_eye: np.ndarray, scale: float = CROP_SCALE) -> Roi:
         """The square that holds ``points`` (x, y) with the eye line level, enlarged by ``scale``."""
         dx, dy = left_eye - right_eye
         angle = float(np.arctan2(-dy, dx))  # the eye line's angle in a y-up frame

@@ -232,7 +232,7 @@ class LandmarkEncoder(nn.Module):
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, points: torch.Tensor) -> torch.Tensor:
-        points = points.float()  # Fourier features in float32 whatever the model's dtype (sin of 32π x in bf16 is noise)
+        points = points.float()  # Fourier features in float32 whatever the model's dtype (bf16 sin(32πx) is noise)
         angles = points[..., None] * self.frequencies.float()  # (B, 68, 2, F)
         features = torch.cat([points, angles.sin().flatten(-2), angles.cos().flatten(-2)], dim=-1)  # (B, 68, 2+4F)
         return self.norm(self.mlp(features.to(self.position.dtype)) + self.position)  # (B, 68, D)

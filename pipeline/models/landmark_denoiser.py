@@ -261,7 +261,7 @@ class LandmarkDenoiser(ModelMixin, ConfigMixin):
         audio_h = self.encode_audio(audio, audio_mask)  # (B, W, d)
         lip = self.lip_in(features[:, :, self.lip_index].flatten(2)) + audio_h  # (B, W, d)
         lip_modulation = self.lip_film(cond)  # (B, 4d)
-        for block, context in zip(self.lip_blocks, other_states):
+        for block, context in zip(self.lip_blocks, other_states, strict=False):
             lip = block(lip, lip_modulation, rotary, context=context, audio=audio_h)
 
         # 4. back to the 68 points

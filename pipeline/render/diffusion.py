@@ -29,13 +29,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
 
 import cv2
 import numpy as np
 import torch
 
-from ..sampling import extra_step_kwargs
 from ..canonical import apply_transform, invert_transform
 from ..errors import InputError
 from ..models.face_renderer import (
@@ -51,6 +49,7 @@ from ..models.face_renderer import (
     to_model_pixels,
 )
 from ..regions import NUM_POINTS
+from ..sampling import extra_step_kwargs
 from .warp import WarpContext, WarpRenderer
 
 logger = logging.getLogger(__name__)
@@ -66,7 +65,7 @@ class DiffusionContext:
     to_output: np.ndarray  # (2, 3) model-crop pixels -> output pixels
     noise: torch.Tensor  # (1, 3, R, R) the noise shared by all frames
     previous_noise: np.ndarray  # (3, R, R) float32 the noise added to every previous frame
-    previous: Optional[np.ndarray] = None  # (R, R, 3) uint8 last refined crop; None before the first frame
+    previous: np.ndarray | None = None  # (R, R, 3) uint8 last refined crop; None before the first frame
     frames_rendered: int = 0  # frames rendered since prepare / reset
 
 
@@ -97,10 +96,10 @@ class DiffusionRenderer:
         full: bool = False,
         num_inference_steps: int = 8,
         strength: float = 0.5,
-        generator: Optional[torch.Generator] = None,
-        previous_noise: Optional[float] = 0.25,
+        generator: torch.Generator | None = None,
+        previous_noise: float | None = 0.25,
         mouth_fill: bool = True,
-        mouth_margin: Optional[float] = None,
+        mouth_margin: float | None = None,
     ) -> None:
         if previous_noise is not None and not 0.0 <= float(previous_noise) < 1.0:
             raise ValueError(f"previous_noise must be in [0, 1) or None; got {previous_noise}.")
@@ -129,12 +128,12 @@ class DiffusionRenderer:
     @classmethod
     def from_pretrained(
         cls,
-        model_path: Union[str, Path],
-        scheduler_path: Union[str, Path],
+        model_path: str | Path,
+        scheduler_path: str | Path,
         scheduler_cls=None,
-        device: Union[str, torch.device] = "cpu",
+        device: str | torch.device = "cpu",
         **kwargs,
-    ) -> "DiffusionRenderer":
+    ) -> DiffusionRenderer:
         """Load the model and scheduler folders written by ``training/train_renderer.py`` (``save_pretrained``).
 
         ``scheduler_cls`` (default DDIM) may be another diffusers scheduler class built from the same config."""
@@ -198,7 +197,7 @@ class DiffusionRenderer:
 
     @torch.no_grad()
     def refine(
-        self, ctx: DiffusionContext, warp_crop: np.ndarray, points: np.ndarray, previous: Optional[np.ndarray]
+        self, ctx: DiffusionContext, warp_crop: np.ndarray, points: np.ndarray, previous: np.ndarray | None
     ) -> np.ndarray:
         """One frame: the warp crop ``(R, R, 3)`` uint8 with its lower face resampled, ``(R, R, 3)`` uint8.
 
@@ -234,7 +233,7 @@ def _compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
 
 
 def _paste(frame: np.ndarray, crop: np.ndarray, points: np.ndarray, to_output: np.ndarray,
-           mouth_margin: Optional[float] = None) -> None:
+           mouth_margin: float | None = None) -> None:
     """Blend the refined model ``crop`` into the output ``frame`` (in place) with the soft region mask of ``points``
     (output pixels), narrowed to the mouth by ``mouth_margin`` when given; only pixels with a nonzero weight
     change."""

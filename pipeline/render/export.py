@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import Optional, Union
 
 import numpy as np
 
@@ -18,9 +17,9 @@ def iter_render_to_mp4(
     renderer,
     context,
     frames: np.ndarray,
-    output: Union[str, os.PathLike],
+    output: str | os.PathLike,
     fps: float,
-    audio: Optional[np.ndarray] = None,
+    audio: np.ndarray | None = None,
     chunk_frames: int = CHUNK_FRAMES,
 ) -> Iterator[int]:
     """Render landmark ``frames`` (T, 68, 2) with ``renderer`` into the mp4 ``output``, yielding the number of
@@ -36,13 +35,10 @@ def render_to_mp4(
     renderer,
     context,
     frames: np.ndarray,
-    output: Union[str, os.PathLike],
+    output: str | os.PathLike,
     fps: float,
-    audio: Optional[np.ndarray] = None,
+    audio: np.ndarray | None = None,
     chunk_frames: int = CHUNK_FRAMES,
 ) -> int:
     """:func:`iter_render_to_mp4` run to the end; returns the frames written."""
-    written = 0
-    for written in iter_render_to_mp4(renderer, context, frames, output, fps, audio, chunk_frames):
-        pass
-    return written
+    return max(iter_render_to_mp4(renderer, context, frames, output, fps, audio, chunk_frames), default=0)

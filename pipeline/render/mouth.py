@@ -124,7 +124,7 @@ class Band:
     width: float
 
     @classmethod
-    def of(cls, box: tuple[int, int, int, int], top: np.ndarray, bottom: np.ndarray) -> "Band":
+    def of(cls, box: tuple[int, int, int, int], top: np.ndarray, bottom: np.ndarray) -> Band:
         """The band between the chains ``top`` and ``bottom`` (smoothed as curves) over the pixels of ``box``."""
         x0, y0, x1, y1 = box
         top, bottom = smooth_chain(top), smooth_chain(bottom)

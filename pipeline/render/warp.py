@@ -272,7 +272,7 @@ def _lid_colours(photo: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.nda
     iod = float(inter_ocular(ref))
     down = _down_vectors(ref)
     lids, lashes = [], []
-    for outline, lower, brows in zip(UPPER_EYELIDS, LOWER_EYELIDS, BROWS_ABOVE):
+    for outline, lower, brows in zip(UPPER_EYELIDS, LOWER_EYELIDS, BROWS_ABOVE, strict=False):
         eye, brow, under = ref[list(outline)], ref[list(brows)], ref[list(lower)]
         rows = [eye + f * (brow - eye) for f in (-0.08, 0.12, 0.2, 0.5)]
         lid = polygon_pixels(photo, [np.concatenate([rows[2], rows[3][::-1]])])
@@ -468,7 +468,8 @@ class WarpRenderer:
         else:
             side = max(min(CROP_SCALE * face, min(width, height)), MIN_CROP_SCALE * face)
         side = max(int(round(side)), 8)
-        x0, y0 = (_slide(int(round(c - side / 2)), side, extent) for c, extent in zip(centre, (width, height)))
+        x0, y0 = (_slide(int(round(c - side / 2)), side, extent)
+                  for c, extent in zip(centre, (width, height), strict=True))
         if self.full:
             box = (max(x0, 0), max(y0, 0), min(x0 + side, width), min(y0 + side, height))
             downscale = -(-max(box[2] - box[0], box[3] - box[1]) // MAX_WORK_SIDE)

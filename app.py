@@ -39,8 +39,10 @@ import contextlib
 import dataclasses
 import functools
 import inspect
+import math
 import os
 import random
+import signal
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -64,9 +66,10 @@ from pipeline.app_logic import (
     with_controls,
     write_preview,
 )
-from pipeline.audio import MAX_AUDIO_SECONDS
+from pipeline.audio import load_audio
 from pipeline.defaults import DEFAULT_STEPS
 from pipeline.errors import InputError
+from pipeline.images import load_image
 from pipeline.landmarks import LandmarkTrack
 from pipeline.loading import load_pipeline
 
@@ -80,6 +83,11 @@ RENDERER_NAMES = {WARP: "warp", DIFFUSION: "diffusion"}
 PIPELINE_CONCURRENCY = int(os.environ.get("TALKING_FACE_CONCURRENCY", 1))
 #: Generated files (previews, tracks, videos) are deleted this many seconds after they were made.
 CACHE_SECONDS = 3600
+#: Largest upload the server takes (Gradio refuses bigger files before they reach the app).
+MAX_UPLOAD = os.environ.get("TALKING_FACE_MAX_UPLOAD", "200mb")
+#: Longest speech one request of the shared app may animate (the library and CLI take up to MAX_AUDIO_SECONDS):
+#: one request cannot hold the pipeline for long while others wait.
+APP_MAX_SECONDS = float(os.environ.get("TALKING_FACE_APP_MAX_SECONDS", 300))
 
 INSTRUCTIONS = (
     "**1.** Add a portrait and some speech (or pick the example) → **2.** *Generate landmarks* and check the "
@@ -146,6 +154,40 @@ class OutputFiles:
 
 
 T = TypeVar("T")
+
+
+def _upload_path(payload: Any) -> str | None:
+    """The local file of an input the handlers take unprocessed (``preprocess=False``): Gradio's file payload
+    (``{"path": ...}``) or a path. Gradio then decodes nothing: our own loaders check every file first."""
+    if payload is None:
+        return None
+    return payload.get("path") if isinstance(payload, dict) else str(payload)
+
+
+def _discard_upload(path: str | None) -> None:
+    """Delete a refused upload at once (only files in Gradio's upload cache: the examples stay)."""
+    if path:
+        cache = Path(gr.utils.get_upload_folder()).resolve()
+        if cache in Path(path).resolve().parents:
+            Path(path).unlink(missing_ok=True)
+
+
+def _load_upload(payload: Any, load: Callable[[str], T]) -> T:
+    """``load(path)`` of an unprocessed upload; a file it refuses (unreadable, too big, not what it claims to be) is
+    deleted and the reason shown."""
+    path = _upload_path(payload)
+    try:
+        return load(path)
+    except InputError:
+        _discard_upload(path)
+        raise
+
+
+def _read_inputs(pipe, photo: Any, speech: Any):
+    """The prepared photo and speech of one request, each file checked by our loaders before anything decodes it."""
+    image = _load_upload(photo, load_image)
+    samples = _load_upload(speech, functools.partial(load_audio, max_seconds=APP_MAX_SECONDS))
+    return pipe.prepare(image, samples)
 
 
 def _holding(slots: threading.BoundedSemaphore, steps: Iterator[T]) -> Iterator[T]:
@@ -220,14 +262,25 @@ def create_demo(pipe) -> gr.Blocks:
         yield from pipe.render_chunks(inputs, track, path, size=int(size), full=bool(full), renderer=renderer,
                                       generator=torch.Generator().manual_seed(0))
 
+    def checked(component: gr.components.Component, value: Any) -> Any:
+        """What Gradio's own preprocessing gives for a number or slider (bounds, precision), plus finiteness: the
+        handlers that take files run with ``preprocess=False`` so that the files reach our checks undecoded, and
+        check their other inputs here. (``component`` is one of the page's, defined below.)"""
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise gr.Error(f"{component.label} must be a number, not {str(value)[:20]!r}.", print_exception=False)
+        return component.preprocess(value)
+
     @_user_errors
     def generate(photo, speech, seed, guidance, steps, intensity, smile, smoothing, blink_rate, head_motion,
                  progress=gr.Progress(track_tqdm=True)):
         if photo is None or speech is None:
             raise gr.Error("Add a portrait photo and a speech recording first.", print_exception=False)
+        seed, guidance, steps, intensity, smile, smoothing, blink_rate, head_motion = (
+            checked(c, v) for c, v in zip(numeric_inputs, (seed, guidance, steps, intensity, smile, smoothing,
+                                                            blink_rate, head_motion), strict=True))
         with slots:
             progress(0, desc="reading the photo and the speech")
-            inputs = pipe.prepare(photo, speech)
+            inputs = _read_inputs(pipe, photo, speech)
             if inputs.face.message:
                 gr.Info(inputs.face.message)
             progress(0, desc="landmarks")
@@ -259,14 +312,16 @@ def create_demo(pipe) -> gr.Blocks:
     def load_track(session, track_file, photo, speech, frame, progress=gr.Progress(track_tqdm=True)):
         if track_file is None:
             return (session,) + (gr.skip(),) * 6
-        track = LandmarkTrack.load(track_file)
+        if isinstance(frame, bool) or not isinstance(frame, (int, float)) or not math.isfinite(frame):
+            frame = 0  # the frame slider's range changes per session: _clamp bounds it to this track
+        track = _load_upload(track_file, LandmarkTrack.load)
         if (photo is None or speech is None) and session is None:
             raise gr.Error("Add the portrait and the speech the track is for, then upload it again.",
                            print_exception=False)
         with slots:
             if photo is not None and speech is not None:
                 progress(0, desc="reading the photo and the speech")
-                inputs = pipe.prepare(photo, speech)
+                inputs = _read_inputs(pipe, photo, speech)
             else:
                 inputs = session.inputs
             fitted = LandmarkTrack(pipe.fitted_track(track, inputs).frames, inputs.fps, inputs.image_size,
@@ -322,11 +377,13 @@ def create_demo(pipe) -> gr.Blocks:
         if renderer not in renderers:
             raise gr.Error(f"The renderer {renderer!r} is not available here; choose one of {renderers}.",
                            print_exception=False)
+        if size not in (256, 512) or not isinstance(full, bool):
+            raise gr.Error("Size must be 256 or 512, and 'whole photo' true or false.", print_exception=False)
         progress(0, desc="reading the photo, the speech and the track")
-        track = LandmarkTrack.load(track_file)
-        path = outputs.new("talking-face-", ".mp4")
+        track = _load_upload(track_file, LandmarkTrack.load)
         with slots:
-            inputs = pipe.prepare(photo, speech)
+            inputs = _read_inputs(pipe, photo, speech)
+        path = outputs.new("talking-face-", ".mp4")
         steps = render_video(inputs, track, int(size), bool(full), RENDERER_NAMES[renderer], str(path))
         with contextlib.closing(_holding(slots, steps)) as chunks:  # a cancel stops this between two chunks
             for done, total in chunks:
@@ -341,7 +398,7 @@ def create_demo(pipe) -> gr.Blocks:
             with gr.Column(scale=2, min_width=320):
                 photo = gr.Image(label="Portrait photo", type="filepath", sources=["upload", "webcam", "clipboard"],
                                  height=300, elem_id="photo")
-                speech = gr.Audio(label=f"Speech (up to {MAX_AUDIO_SECONDS:g} s)", type="filepath",
+                speech = gr.Audio(label=f"Speech (up to {APP_MAX_SECONDS:g} s)", type="filepath",
                                   sources=["upload", "microphone"], elem_id="speech")
                 gr.Examples(EXAMPLES, inputs=[photo, speech], label="Example (works offline)",
                             cache_examples=False)
@@ -395,10 +452,12 @@ def create_demo(pipe) -> gr.Blocks:
                 render_status = gr.Markdown("", label="Render status", elem_id="render-status")
 
         control_inputs = [intensity, smile, smoothing, blink_rate, head_motion]
+        numeric_inputs = (seed, guidance, steps, *control_inputs)  # a tuple: nothing per-user can go in
         edit_outputs = [session, track_file, preview, plot, frame_image]
         generate_event = dict(
             fn=generate, inputs=[photo, speech, seed, guidance, steps, *control_inputs],
             outputs=[*edit_outputs, frame, status], concurrency_id="pipeline", concurrency_limit=PIPELINE_CONCURRENCY,
+            preprocess=False,  # files reach our own checks undecoded (see _read_inputs)
         )
         generate_btn.click(**generate_event, api_name="landmarks")
         variation.click(lambda: random.randrange(2**31 - 1), None, seed, api_visibility="private",
@@ -408,7 +467,8 @@ def create_demo(pipe) -> gr.Blocks:
                            api_name="apply_controls" if slider is intensity else None,
                            api_visibility="public" if slider is intensity else "private", trigger_mode="always_last")
         upload_track.upload(load_track, [session, upload_track, photo, speech, frame], [*edit_outputs, frame, status],
-                          api_name="load_track", concurrency_id="pipeline", concurrency_limit=PIPELINE_CONCURRENCY)
+                            api_name="load_track", concurrency_id="pipeline", concurrency_limit=PIPELINE_CONCURRENCY,
+                            preprocess=False)
         frame.input(show_frame, [session, frame], [frame_image, plot], show_progress="hidden",
                     trigger_mode="always_last", api_visibility="private")
         frame.release(show_frame, [session, frame], [frame_image, plot], show_progress="hidden",
@@ -424,7 +484,8 @@ def create_demo(pipe) -> gr.Blocks:
                              "New input: click **Generate landmarks** to use it (or *Render video* to apply the "
                              "current track to it).", component, status, queue=False, api_visibility="private")
         render_btn.click(render, [photo, speech, track_file, renderer, size, full], [video, render_status],
-                         api_name="render", concurrency_id="pipeline", concurrency_limit=PIPELINE_CONCURRENCY)
+                         api_name="render", concurrency_id="pipeline", concurrency_limit=PIPELINE_CONCURRENCY,
+                         preprocess=False)
     demo.temp_file_sets.append(outputs.paths)
     return demo
 
@@ -437,7 +498,18 @@ def warm_up(pipe) -> None:
     pipe.render(inputs, track, output_type="np")
 
 
+def serve(pipe) -> None:
+    """Run the app until SIGTERM or Ctrl-C, then close it: Gradio deletes every upload and output it cached."""
+    demo = create_demo(pipe).queue(default_concurrency_limit=4, max_size=32)
+    demo.launch(max_file_size=MAX_UPLOAD, prevent_thread_lock=True)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()
+    demo.close()
+
+
 if __name__ == "__main__":  # threads per stage: pipeline/threads.py (TALKING_FACE_THREADS=N overrides)
     pipeline = load_pipeline()
     warm_up(pipeline)
-    create_demo(pipeline).queue(default_concurrency_limit=4, max_size=32).launch()
+    serve(pipeline)

@@ -285,9 +285,10 @@ class TalkingFacePipeline(DiffusionPipeline):
         """The track for this photo and recording: retargeted when it was made for another face, cut or extended
         (holding the face at rest) to the recording's length."""
         face = inputs.points3d
+        track = track.replace(track.frames[: inputs.num_frames])  # first: no work on frames past the recording
         if not belongs_to(track, face, inputs.image_size):
             track = retarget(track, face, inputs.image_size)
-        frames = track.frames[: inputs.num_frames]
+        frames = track.frames
         missing = inputs.num_frames - len(frames)
         if missing:
             frames = np.concatenate([frames, np.repeat(face[None], missing, axis=0).astype(frames.dtype)])

@@ -261,7 +261,7 @@ a = skimage.data.astronaut()
 photos = [a, np.asarray(Image.fromarray(a).resize((700, 560))), np.asarray(Image.fromarray(a).resize((400, 480))),
           np.ascontiguousarray(a[:, ::-1])]
 def work(i):
-    for k in range(40):
+    for k in range(12):
         analyzer.detect(photos[(i + k) % 4])
 threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
 [t.start() for t in threads]
@@ -278,8 +278,107 @@ def test_pipeline_survives_concurrent_face_detection():
 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     result = subprocess.run([sys.executable, "-c", CONCURRENT_DETECTION], capture_output=True, text=True,
-                            timeout=120, env=env)
+                            timeout=900, env=env)  # a hang guard only: a busy 2-core host may take minutes
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims ``width`` x ``height`` grey pixels (a decompression bomb's shape)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0")) + chunk(b"IEND", b"")
+
+
+BAD_UPLOADS = {  # name: (bytes, what the page says)
+    "bomb.png": (_png_claiming(100_000, 100_000), "larger than the limit of"),
+    "grey12000.png": (_png_claiming(12_000, 12_000), "larger than the limit of"),
+    "notes.png": (b"these are my notes, not a photo\n", "not an image format we can read"),
+    "empty.png": (b"", "is empty"),
+    "phone.heic": (b"\0\0\0\x18ftypheic" + bytes(100), "not an image format we can read"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_UPLOADS))
+def test_bad_photo_uploads_get_our_message_and_are_deleted(served, photos, tmp_path, name):
+    """Uploads reach our own loader undecoded (Gradio would decode a photo first: a generic "Error" for a bomb or a
+    text file, a 12000² image fully decoded); what it refuses is explained and deleted from the cache at once."""
+    from gradio_client.exceptions import AppError
+
+    data, message = BAD_UPLOADS[name]
+    (tmp_path / name).write_bytes(data)
+    before = served.files()
+    with pytest.raises(AppError, match=message):
+        _landmarks(served.client(f"bad-{name}"), tmp_path / name, photos / "speech0.wav")
+    kept = [p for p in served.files() - before if p.name == name]
+    assert not kept, f"the refused upload stayed in the cache: {kept}"
+
+
+def test_one_request_is_bounded(served, photos, tmp_path, monkeypatch):
+    """The shared app animates at most APP_MAX_SECONDS of speech per request (the CLI takes more), and a track of
+    any length is cut to the recording before any work on it: a 20 000-frame upload does not hold the pipeline."""
+    import app as app_module
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    from pipeline import pipeline_talking_face
+
+    monkeypatch.setattr(app_module, "APP_MAX_SECONDS", 1.0)
+    with pytest.raises(AppError, match="longer than"):
+        _landmarks(served.client("long"), photos / "astronaut.png", photos / "long.wav")
+    monkeypatch.setattr(app_module, "APP_MAX_SECONDS", 300.0)
+    client = served.client("huge-track")
+    track_json, *_ = _landmarks(client, photos / "astronaut.png", photos / "speech0.wav")
+    track = LandmarkTrack.load(track_json)
+    huge = LandmarkTrack(np.repeat(track.frames[-1:], 20_000, axis=0)[:, :, :2] * [-1, 1] + [512, 0], 25, (512, 512))
+    huge.save(tmp_path / "huge.json")  # mirrored: another face, so it is retargeted
+    retargeted = []
+    original = pipeline_talking_face.retarget
+    monkeypatch.setattr(pipeline_talking_face, "retarget", lambda t, *a, **k: retargeted.append(t.num_frames)
+                        or original(t, *a, **k))
+    loaded = client.predict(handle_file(str(tmp_path / "huge.json")), handle_file(str(photos / "astronaut.png")),
+                            handle_file(str(photos / "speech0.wav")), 0, api_name="/load_track")
+    assert retargeted == [track.num_frames] and LandmarkTrack.load(loaded[0]).num_frames == track.num_frames
+
+
+def test_sigterm_closes_the_app_and_empties_its_cache(tmp_path, photos):
+    """``python app.py`` stopped with SIGTERM (as a container or Space stops it) deletes every upload and output it
+    cached, and exits cleanly."""
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+    from gradio_client import Client
+
+    cache, port = tmp_path / "cache", _free_port()
+    env = {**os.environ, "TALKING_FACE_CHECKPOINT": str(_tiny_checkpoint(tmp_path)), "GRADIO_TEMP_DIR": str(cache),
+           "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False"}
+    repo = Path(__file__).resolve().parents[1]
+    server = subprocess.Popen([sys.executable, "app.py"], cwd=repo, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and server.poll() is None:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 200:
+                    break
+            time.sleep(0.5)
+        assert server.poll() is None, server.stderr.read()[-2000:]
+        at_start = {p for p in cache.rglob("*") if p.is_file()}  # e.g. the examples Gradio keeps
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=str(tmp_path / "downloads"))
+        _landmarks(client, photos / "astronaut.png", photos / "speech0.wav")
+        assert {p for p in cache.rglob("*") if p.is_file()} - at_start, "the request cached nothing"
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=60) == 0
+    finally:
+        server.kill()
+    left = {p for p in cache.rglob("*") if p.is_file()} - at_start
+    assert not left, f"left in the cache after SIGTERM: {sorted(left)}"
 
 
 # ----------------------------------------------------------------------------------------------------

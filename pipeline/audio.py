@@ -141,7 +141,8 @@ def _read_file(path: Path, subject: str, max_seconds: float) -> tuple[np.ndarray
     """Decode a file to float mono samples with soundfile, or with ffmpeg where soundfile cannot."""
     name = f"'{path.name}'"
     if not path.is_file():
-        raise AudioError(f"Audio file {name} does not exist.")
+        raise AudioError(f"Audio {name} is a folder, not a file." if path.is_dir()
+                         else f"Audio file {name} does not exist.")
     if path.stat().st_size == 0:
         raise AudioError(f"Audio file {name} is empty (0 bytes).")
     decoded = _read_with_soundfile(path, subject, max_seconds)

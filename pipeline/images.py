@@ -56,7 +56,8 @@ def load_image(image: ImageInput) -> np.ndarray:
         path = Path(image)
         name = f"'{path.name}'"
         if not path.is_file():
-            raise InputError(f"Image file {name} does not exist.")
+            raise InputError(f"Image {name} is a folder, not a file." if path.is_dir()
+                             else f"Image file {name} does not exist.")
         if path.stat().st_size == 0:
             raise InputError(f"Image file {name} is empty (0 bytes).")
         source = path

@@ -19,6 +19,9 @@ def check_output(path: os.PathLike | str, suffixes: tuple[str, ...]) -> Path:
         raise InputError(f"Cannot write '{path}': it exists and is not a regular file.")
     if path.suffix.lower() not in suffixes:
         raise InputError(f"Cannot write '{path}': the name must end in {' or '.join(suffixes)}.")
+    blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise InputError(f"Cannot write '{path}': '{blocking}' is a file, not a folder.")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.stem}.", suffix=".probe"):

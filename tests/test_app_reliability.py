@@ -321,10 +321,10 @@ def test_bad_photo_uploads_get_our_message_and_are_deleted(served, photos, tmp_p
 def test_one_request_is_bounded(served, photos, tmp_path, monkeypatch):
     """The shared app animates at most APP_MAX_SECONDS of speech per request (the CLI takes more), and a track of
     any length is cut to the recording before any work on it: a 20 000-frame upload does not hold the pipeline."""
-    import app as app_module
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError
 
+    import app as app_module
     from pipeline import pipeline_talking_face
 
     monkeypatch.setattr(app_module, "APP_MAX_SECONDS", 1.0)

@@ -181,3 +181,11 @@ def test_unusable_output_paths_are_named(files, target, tmp_path, capsys):
     lines = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and lines[0].startswith(f"error: Cannot write '{target}': ")
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no probe or partial file left behind
+
+
+def test_folders_and_files_in_the_wrong_place_are_named(files, tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("x")
+    code = main(["generate", "--image", str(files / "photo.png"), "--audio", str(files / "speech.wav"),
+                 "-o", str(tmp_path / "notes.txt" / "talk.mp4")])
+    err = capsys.readouterr().err.replace(str(tmp_path) + "/", "")
+    assert code == 2 and "'notes.txt' is a file, not a folder" in err

@@ -95,3 +95,8 @@ def test_huge_image_refused_before_decoding(tmp_path):
 def test_nan_array_refused():
     with pytest.raises(InputError, match="NaN"):
         load_image(np.full((8, 8, 3), np.nan, dtype=np.float32))
+
+
+def test_a_folder_is_not_a_photo(tmp_path):
+    with pytest.raises(InputError, match="is a folder, not a file"):
+        load_image(tmp_path)

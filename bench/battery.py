@@ -310,7 +310,12 @@ def kill_cases(f: dict, tmp: Path, repo: Path) -> list[dict]:
         child = subprocess.Popen([sys.executable, "-m", "pipeline", "render", "--image", str(f["photo"]),
                                   "--landmarks", str(tmp / "long.json"), "-o", str(out), "-q"], cwd=repo,
                                  env={**os.environ, "PYTHONPATH": str(repo)}, stderr=subprocess.PIPE, text=True)
-        time.sleep(6.0)
+        stamp, deadline = out.stat().st_mtime_ns, time.monotonic() + 120
+        while time.monotonic() < deadline and child.poll() is None:  # until the render writes (there or beside)
+            if out.stat().st_mtime_ns != stamp or list(out.parent.glob(f".{out.stem}.*")):
+                break
+            time.sleep(0.05)
+        time.sleep(0.5)
         child.send_signal(sig)
         _, err = child.communicate(timeout=60)
         kept = out.read_bytes() == before

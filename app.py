@@ -24,7 +24,9 @@ API endpoints (``gradio_client``; files with ``handle_file``)::
 * ``/apply_controls`` (intensity, smile, smoothing, blink_rate, head_motion, frame) re-applies the global controls
   to the track of the same client's session (after ``/landmarks``; the model does not run again) -> (track JSON,
   preview, plot, frame png, status). ``/load_track`` (track JSON, photo, speech, frame) makes a track the
-  session's base -> the same outputs as ``/landmarks``.
+  session's base -> the same outputs as ``/landmarks`` and the five slider values: a track this app exported comes
+  back with its base, sliders and point edits (``info.edits``), so nothing is applied twice; any other track is
+  taken as it is, with the sliders at neutral.
 
 Each browser tab keeps its own session (photo, speech, base track, controls, point edits, undo stack, selected
 point) in a ``gr.State``; see :mod:`pipeline.app_logic`.
@@ -57,9 +59,11 @@ from pipeline.app_logic import (
     Controls,
     EditSession,
     click,
+    exported_track,
     frame_view,
     new_session,
     plot_timeline,
+    recorded_edits,
     reset,
     undo,
     with_base,
@@ -70,7 +74,7 @@ from pipeline.audio import load_audio
 from pipeline.defaults import DEFAULT_STEPS
 from pipeline.errors import InputError
 from pipeline.images import load_image
-from pipeline.landmarks import LandmarkTrack
+from pipeline.landmarks import LandmarkTrack, belongs_to
 from pipeline.loading import load_pipeline
 
 ROOT = Path(__file__).parent
@@ -226,12 +230,18 @@ def _controls(intensity: float, smile: float, smoothing: float, blink_rate: floa
 def _preview_outputs(outputs: OutputFiles, session: EditSession, frame: int,
                      progress: gr.Progress | None = None) -> tuple:
     """(track JSON file, preview mp4, plot, frame image) for the session's current track."""
-    track_path = session.track.save(outputs.new("landmarks-", ".json"))
+    track_path = exported_track(session).save(outputs.new("landmarks-", ".json"))
     report = None if progress is None else (lambda done, total: progress((done, total), desc="preview"))
     preview = write_preview(session.inputs.image, session.track, session.inputs.audio,
                             outputs.new("preview-", ".mp4"), session.view, progress=report)
     plot = plot_timeline(session.inputs.audio, session.track, frame)
     return str(track_path), str(preview), plot, frame_view(session, frame)
+
+
+def _slider_values(controls: Controls) -> list[gr.Slider]:
+    """The five global sliders showing ``controls``."""
+    return [gr.Slider(value=v) for v in (controls.intensity, controls.smile, controls.smoothing, controls.blink_rate,
+                                         controls.head_motion)]
 
 
 def frame_slider_update(session: EditSession, frame: int) -> gr.Slider:
@@ -311,7 +321,7 @@ def create_demo(pipe) -> gr.Blocks:
     @_user_errors
     def load_track(session, track_file, photo, speech, frame, progress=gr.Progress(track_tqdm=True)):
         if track_file is None:
-            return (session,) + (gr.skip(),) * 6
+            return (session,) + (gr.skip(),) * 11
         if isinstance(frame, bool) or not isinstance(frame, (int, float)) or not math.isfinite(frame):
             frame = 0  # the frame slider's range changes per session: _clamp bounds it to this track
         track = _load_upload(track_file, LandmarkTrack.load)
@@ -324,16 +334,24 @@ def create_demo(pipe) -> gr.Blocks:
                 inputs = _read_inputs(pipe, photo, speech)
             else:
                 inputs = session.inputs
-            fitted = LandmarkTrack(pipe.fitted_track(track, inputs).frames, inputs.fps, inputs.image_size,
-                                   inputs.points3d, {**track.info, "uploaded": True})
+            ours = belongs_to(track, inputs.points3d, inputs.image_size) and track.num_frames == inputs.num_frames
+            restored = recorded_edits(track) if ours else None
+            if restored is not None:  # exported by this app: its base, sliders and point edits come back
+                base, controls, edits, seed = restored
+                note = "Track loaded with its edits (the sliders show them; undo restores the previous track):"
+            else:  # made or changed elsewhere: its frames as they are, sliders at neutral, so nothing stacks
+                base = LandmarkTrack(pipe.fitted_track(track, inputs).frames, inputs.fps, inputs.image_size,
+                                     inputs.points3d, {**track.info, "uploaded": True})
+                controls, edits, seed = NEUTRAL_CONTROLS, (), 0
+                note = "Track loaded as it is, sliders at neutral (undo restores the previous track):"
             if session is None:
-                session = new_session(inputs, fitted, NEUTRAL_CONTROLS, seed=0)
+                session = new_session(inputs, base, controls, seed, edits)
             else:
-                session = with_base(session, fitted, NEUTRAL_CONTROLS, inputs)
+                session = with_base(session, base, controls, inputs, edits, seed)
             frame = _clamp(session, frame)
             views = _preview_outputs(outputs, session, frame, progress)
-        return (session, *views, frame_slider_update(session, frame),
-                _status(session, "Track loaded (undo restores the previous one):"))
+        return (session, *views, frame_slider_update(session, frame), _status(session, note),
+                *_slider_values(session.controls))
 
     def show_frame(session, frame):
         if session is None:
@@ -350,9 +368,7 @@ def create_demo(pipe) -> gr.Blocks:
         return (changed, *_preview_outputs(outputs, changed, frame), _status(changed, message))
 
     def _restore(session: EditSession, changed: EditSession, frame, note: str):
-        sliders = [gr.Slider(value=v) for v in (changed.controls.intensity, changed.controls.smile,
-                                                changed.controls.smoothing, changed.controls.blink_rate,
-                                                changed.controls.head_motion)]
+        sliders = _slider_values(changed.controls)
         if changed is session:
             return (session, *(gr.skip(),) * 5, "Nothing to undo." if note == "undo" else "Nothing to reset.",
                     *sliders)
@@ -466,7 +482,8 @@ def create_demo(pipe) -> gr.Blocks:
             slider.release(apply_controls, [session, *control_inputs, frame], [*edit_outputs, status],
                            api_name="apply_controls" if slider is intensity else None,
                            api_visibility="public" if slider is intensity else "private", trigger_mode="always_last")
-        upload_track.upload(load_track, [session, upload_track, photo, speech, frame], [*edit_outputs, frame, status],
+        upload_track.upload(load_track, [session, upload_track, photo, speech, frame],
+                            [*edit_outputs, frame, status, *control_inputs],
                             api_name="load_track", concurrency_id="pipeline", concurrency_limit=PIPELINE_CONCURRENCY,
                             preprocess=False)
         frame.input(show_frame, [session, frame], [frame_image, plot], show_progress="hidden",

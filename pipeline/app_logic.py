@@ -141,6 +141,47 @@ def edited_track(base: LandmarkTrack, controls: Controls, edits: Sequence[PointE
     return track.replace(track.frames, **info)
 
 
+#: Largest difference (pixels) between an uploaded track's frames and its recorded edits re-applied, for the edits to
+#: count as the track's own (the base is stored rounded to 1/1000 pixel).
+RESTORE_TOLERANCE = 0.05
+
+
+def exported_track(session: EditSession) -> LandmarkTrack:
+    """The track the app hands out (download, render): what is shown, plus ``info["edits"]``: the base track, the
+    controls, the point edits and the seed that make it, so that loading it again restores the sliders
+    (:func:`recorded_edits`) instead of applying them a second time."""
+    record = {"controls": dict(session.controls.__dict__), "point_edits": [dict(e.__dict__) for e in session.edits],
+              "seed": session.seed, "base_frames": np.round(session.base.frames.astype(np.float64), 3).tolist()}
+    return session.track.replace(session.track.frames, edits=record)
+
+
+def recorded_edits(track: LandmarkTrack) -> tuple[LandmarkTrack, Controls, tuple[PointEdit, ...], int] | None:
+    """``(base, controls, point edits, seed)`` recorded in a track exported by :func:`exported_track`, when applying
+    them to the base gives the track's own frames again; ``None`` for a track without a record, or one changed since
+    (edited elsewhere: then its frames are all there is)."""
+    record = track.info.get("edits")
+    if not isinstance(record, dict):
+        return None
+    try:
+        base_frames = np.asarray(record["base_frames"], dtype=np.float32)
+        controls = Controls(**{key: float(value) for key, value in record["controls"].items()})
+        edits = tuple(PointEdit(int(e["frame"]), int(e["point"]), float(e["dx"]), float(e["dy"]), int(e["radius"]))
+                      for e in record["point_edits"])
+        seed = int(record["seed"])
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    if base_frames.shape != track.frames.shape or not np.isfinite(base_frames).all():
+        return None
+    base = LandmarkTrack(base_frames, track.fps, track.image_size, track.reference)
+    try:
+        again = edited_track(base, controls, edits, seed)
+    except (ValueError, IndexError, FloatingPointError):
+        return None
+    if not np.all(np.abs(again.frames - track.frames) <= RESTORE_TOLERANCE):  # also False for NaN
+        return None
+    return base, controls, edits, seed
+
+
 # ----------------------------------------------------------------------------------------------------
 # The zoomed face view
 
@@ -246,6 +287,7 @@ class Snapshot:
     base: LandmarkTrack
     controls: Controls
     edits: tuple[PointEdit, ...]
+    seed: int
 
 
 @dataclass(frozen=True)
@@ -269,11 +311,13 @@ class EditSession:
         return bool(self.history)
 
 
-def new_session(inputs: TalkingFaceInputs, base: LandmarkTrack, controls: Controls, seed: int = 0) -> EditSession:
-    """A session editing ``base`` (whose frames are in the photo's pixel space) with ``controls`` applied."""
+def new_session(inputs: TalkingFaceInputs, base: LandmarkTrack, controls: Controls, seed: int = 0,
+                edits: tuple[PointEdit, ...] = ()) -> EditSession:
+    """A session editing ``base`` (whose frames are in the photo's pixel space) with ``controls`` and point ``edits``
+    applied."""
     view = ViewBox.around(base.points2d, inputs.image_size)
-    track = edited_track(base, controls, (), seed)
-    return EditSession(inputs, base, seed, controls, controls, view, track)
+    track = edited_track(base, controls, edits, seed)
+    return EditSession(inputs, base, seed, controls, controls, view, track, tuple(edits))
 
 
 def _change(session: EditSession, base: LandmarkTrack | None = None, controls: Controls | None = None,
@@ -285,7 +329,8 @@ def _change(session: EditSession, base: LandmarkTrack | None = None, controls: C
     edits = session.edits if edits is None else edits
     history = session.history
     if record:
-        history = (history + (Snapshot(session.inputs, session.base, session.controls, session.edits),))[-MAX_UNDO:]
+        history = (history + (Snapshot(session.inputs, session.base, session.controls, session.edits,
+                                       session.seed),))[-MAX_UNDO:]
     track = edited_track(base, controls, edits, session.seed)
     view = session.view if base is session.base else ViewBox.around(base.points2d, inputs.image_size)
     return replace(session, inputs=inputs, base=base, controls=controls, edits=edits, track=track, view=view,
@@ -313,10 +358,14 @@ def with_point_moved(session: EditSession, frame: int, point: int, target: Seque
 
 
 def with_base(session: EditSession, base: LandmarkTrack, controls: Controls = NEUTRAL_CONTROLS,
-              inputs: TalkingFaceInputs | None = None) -> EditSession:
+              inputs: TalkingFaceInputs | None = None, edits: tuple[PointEdit, ...] = (),
+              seed: int | None = None) -> EditSession:
     """Replace the base track (e.g. an uploaded one, already fitted to the photo of ``inputs``, by default the
-    session's own); edits are dropped (undoable, with the photo and speech)."""
-    changed = _change(session, base=base, controls=controls, edits=(), inputs=inputs)
+    session's own) with ``controls`` and point ``edits`` on it (none by default), drawing blinks and head motion from
+    ``seed`` (by default the session's); undoable, with the photo and speech."""
+    if seed is not None:
+        session = replace(session, seed=int(seed))
+    changed = _change(session, base=base, controls=controls, edits=tuple(edits), inputs=inputs)
     return replace(changed, initial_controls=controls)
 
 
@@ -325,8 +374,8 @@ def undo(session: EditSession) -> EditSession:
     if not session.history:
         return session
     last = session.history[-1]
-    return _change(replace(session, history=session.history[:-1]), last.base, last.controls, last.edits,
-                   last.inputs, record=False)
+    return _change(replace(session, history=session.history[:-1], seed=last.seed), last.base, last.controls,
+                   last.edits, last.inputs, record=False)
 
 
 def reset(session: EditSession) -> EditSession:

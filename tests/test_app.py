@@ -296,6 +296,37 @@ def test_edit_then_render(client, media, tmp_path):
     assert f"{FRAMES} frames" in message
 
 
+def test_a_downloaded_track_comes_back_with_its_sliders(client, media):
+    """The app's advertised loop: download the track, upload it, nudge one slider. The upload restores the sliders
+    and edits it was made with (recorded in ``info.edits``), so the nudge changes the mouth by its own effect only;
+    before, every control was applied a second time (mouth opening 11 -> 18 px)."""
+    from gradio_client import handle_file
+
+    from pipeline.app_logic import mouth_opening
+
+    made_json, *_ = _landmarks(client, media, intensity=1.6, smile=0.4, blink_rate=10.0)
+    made = LandmarkTrack.load(made_json)
+    assert made.info["edits"]["controls"]["intensity"] == pytest.approx(1.6)
+    loaded = client.predict(handle_file(made_json), handle_file(str(media / "photo.png")),
+                            handle_file(str(media / "speech.wav")), 0, api_name="/load_track")
+    loaded_track, sliders = LandmarkTrack.load(loaded[0]), loaded[-5:]
+    assert [s if isinstance(s, (int, float)) else s["value"] for s in sliders] == pytest.approx(
+        [1.6, 0.4, 0.0, 10.0, 1.0])
+    assert np.allclose(loaded_track.frames, made.frames, atol=0.05)  # loading alone changes nothing
+    nudged_json, *_ = client.predict(1.6, 0.45, 0.0, 10.0, 1.0, 0, api_name="/apply_controls")  # smile only
+    nudged = LandmarkTrack.load(nudged_json)
+    assert np.abs(mouth_opening(nudged) - mouth_opening(made)).max() < 0.5  # pixels: intensity not applied twice
+    # a track changed elsewhere is taken as it is, with the sliders at neutral
+    changed = made.replace(made.frames + np.float32(0.5))
+    changed.info.pop("edits")
+    foreign = client.predict(handle_file(str(changed.save(media / "changed.json"))),
+                             handle_file(str(media / "photo.png")), handle_file(str(media / "speech.wav")), 0,
+                             api_name="/load_track")
+    assert [s if isinstance(s, (int, float)) else s["value"] for s in foreign[-5:]] == pytest.approx(
+        [1.0, 0.0, 0.0, 0.0, 0.0])
+    assert np.allclose(LandmarkTrack.load(foreign[0]).frames, changed.frames, atol=0.011)
+
+
 def test_diffusion_renderer_is_offered_and_renders(client, media, tmp_path):
     """The checkpoint has a face renderer, so the page offers the diffusion renderer next to the warp one."""
     from gradio_client import handle_file

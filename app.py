@@ -11,7 +11,7 @@ API endpoints (``gradio_client``; files with ``handle_file``)::
     track_json, preview_mp4, plot_png, frame_png, frame, status = client.predict(
         handle_file("photo.jpg"), handle_file("speech.wav"),
         0, 2.0, 6,                     # seed, guidance, sampling steps
-        1.0, 0.0, 0.0, 0.0, 1.0,       # intensity, smile, smoothing, extra blinks/min, head motion
+        1.0, 0.0, 0.0, 17.0, 1.0,      # intensity, smile, smoothing, blinks/min, head motion
         api_name="/landmarks")
     video = client.predict(handle_file("photo.jpg"), handle_file("speech.wav"), handle_file(track_json),
                            "Fast warp", 256, False, api_name="/render")   # renderer, size, whole photo
@@ -71,7 +71,7 @@ from pipeline.app_logic import (
     write_preview,
 )
 from pipeline.audio import load_audio
-from pipeline.defaults import DEFAULT_STEPS
+from pipeline.defaults import DEFAULT_BLINK_RATE, DEFAULT_STEPS
 from pipeline.errors import InputError
 from pipeline.images import load_image
 from pipeline.landmarks import LandmarkTrack, belongs_to
@@ -439,7 +439,8 @@ def create_demo(pipe) -> gr.Blocks:
                 intensity = gr.Slider(0.0, 2.0, 1.0, step=0.05, label="Mouth and jaw intensity")
                 smile = gr.Slider(-1.0, 1.0, 0.0, step=0.05, label="Smile", info="Mouth corners up (or down)")
                 smoothing = gr.Slider(0.0, 4.0, 0.0, step=0.1, label="Smoothing (frames)")
-                blink_rate = gr.Slider(0.0, 40.0, 0.0, step=1, label="Extra blinks per minute")
+                blink_rate = gr.Slider(0.0, 40.0, DEFAULT_BLINK_RATE, step=1, label="Blinks per minute",
+                                       info="People blink about 15-20 times a minute")
                 head_motion = gr.Slider(0.0, 2.0, 1.0, step=0.05, label="Head motion")
             with gr.Column(scale=3, min_width=400):
                 gr.Markdown("### One frame: click a dot, then where it should go")

@@ -24,6 +24,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .audio import SAMPLE_RATE
 from .canonical import from_canonical, to_canonical
+from .defaults import DEFAULT_BLINK_RATE
 from .edits import add_blinks, add_head_motion, move_point, scale_motion, smooth
 from .landmarks import LandmarkTrack
 from .regions import EYELID_PAIRS, INNER_LIP_PAIRS, NUM_POINTS
@@ -70,17 +71,18 @@ _SELECTED_COLOUR = (255, 220, 0)
 class Controls:
     """The app's global sliders. ``intensity`` scales lip and jaw motion (1 = as generated); ``smile`` moves the
     mouth corners out and up (negative: down); ``smoothing`` is a temporal Gaussian sigma in frames;
-    ``blink_rate`` adds blinks per minute (on top of the model's own); ``head_motion`` scales an added sway."""
+    ``blink_rate`` adds blinks per minute (the model alone hardly blinks, so by default as often as people do);
+    ``head_motion`` scales an added sway."""
 
     intensity: float = 1.0
     smile: float = 0.0
     smoothing: float = 0.0
-    blink_rate: float = 0.0
+    blink_rate: float = DEFAULT_BLINK_RATE
     head_motion: float = 1.0
 
 
 #: Controls that leave a track as it is (used for uploaded tracks, which already hold their motion).
-NEUTRAL_CONTROLS = Controls(head_motion=0.0)
+NEUTRAL_CONTROLS = Controls(blink_rate=0.0, head_motion=0.0)
 
 
 @dataclass(frozen=True)

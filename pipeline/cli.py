@@ -22,6 +22,7 @@ from typing import NoReturn
 import numpy as np
 
 from .defaults import (
+    DEFAULT_BLINK_RATE,
     DEFAULT_STEPS,
     MAX_BLINK_RATE,
     MAX_GUIDANCE,
@@ -90,8 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
                                help="audio guidance scale")
     model_options.add_argument("--head-motion", type=_number(float, 0, MAX_HEAD_MOTION), default=1.0,
                                help="amount of natural head sway")
-    model_options.add_argument("--blink-rate", type=_number(float, 0, MAX_BLINK_RATE),
-                               help="add blinks at this rate per minute")
+    model_options.add_argument("--blink-rate", type=_number(float, 0, MAX_BLINK_RATE), default=DEFAULT_BLINK_RATE,
+                               help=f"blinks added per minute (default {DEFAULT_BLINK_RATE:g}, as people blink; "
+                                    "0 for none)")
     parser = _Parser(prog="python -m pipeline", description="Talking-face generator.")
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -4,6 +4,9 @@
 #: 6 steps, 0.0182 at 10) and on the held-out ones (seeds 0-4: 0.0367-0.0377 at 6, 0.0376-0.0392 at 10), and are
 #: faster (training/evaluate_landmarks.py --steps N --seed S; README).
 DEFAULT_STEPS = 6
+#: Blinks added per minute unless asked otherwise: people blink about 15-20 times a minute, and the landmark model
+#: alone blinks about never (0 in 60 s of speech, measured), so audio-driven videos blink by default.
+DEFAULT_BLINK_RATE = 17.0
 
 #: Ranges of the sampling and editing settings, shared by the command line (checked there) and the pipeline.
 MAX_STEPS = 1000  # the training schedule's number of timesteps

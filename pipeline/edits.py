@@ -65,10 +65,11 @@ def random_blink_times(duration: float, rate_per_minute: float, rng: np.random.G
     if rate_per_minute <= 0:
         return []
     mean_gap = 60.0 / rate_per_minute
+    blink = BLINK_CLOSE_S + BLINK_OPEN_S
     times, t = [], float(rng.uniform(0.3, 0.8) * mean_gap)
     while t < duration - BLINK_CLOSE_S:
         times.append(t)
-        t += float(rng.gamma(4.0, mean_gap / 4.0)) + BLINK_CLOSE_S + BLINK_OPEN_S
+        t += float(rng.gamma(4.0, max(mean_gap - blink, 0.1) / 4.0)) + blink  # start to start: mean_gap
     return times
 
 

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from .audio import AudioInput, load_audio, make_audio_features, num_video_frames
 from .canonical import from_canonical, to_canonical
-from .defaults import DEFAULT_STEPS, MAX_GUIDANCE, MAX_STEPS
+from .defaults import DEFAULT_BLINK_RATE, DEFAULT_STEPS, MAX_GUIDANCE, MAX_STEPS
 from .edits import add_blinks, add_head_motion
 from .errors import InputError
 from .face import FaceAnalyzer, FaceDetection
@@ -218,7 +218,7 @@ class TalkingFacePipeline(DiffusionPipeline):
         guidance_scale: float = 2.0,
         generator: torch.Generator | None = None,
         head_motion: float = 1.0,
-        blink_rate: float | None = None,
+        blink_rate: float | None = DEFAULT_BLINK_RATE,
         callback_on_step_end: Callable[..., Any] | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("sample",),
     ) -> LandmarkTrack:
@@ -226,7 +226,8 @@ class TalkingFacePipeline(DiffusionPipeline):
 
         The denoiser generates canonical motion (lips and jaw from the audio; blinks, brows and small
         expression changes on their own); ``head_motion`` scales an added natural head sway and
-        ``blink_rate`` (per minute), when given, adds blinks at natural random times.
+        ``blink_rate`` (per minute; by default :data:`~pipeline.defaults.DEFAULT_BLINK_RATE`, as people blink; 0 or
+        None for none) adds blinks of 240 ms at natural random times: the model alone hardly blinks.
         """
         self.check_sampling(num_inference_steps, guidance_scale)
         self.check_callback_inputs(callback_on_step_end_tensor_inputs)
@@ -392,7 +393,7 @@ class TalkingFacePipeline(DiffusionPipeline):
         generator: torch.Generator | None = None,
         landmarks: LandmarkTrack | None = None,
         head_motion: float = 1.0,
-        blink_rate: float | None = None,
+        blink_rate: float | None = DEFAULT_BLINK_RATE,
         output_type: OutputType = "np",
         output_path: str | Path | None = None,
         renderer: str = "warp",

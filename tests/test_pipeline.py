@@ -298,3 +298,25 @@ def test_bfloat16_pipeline_runs_both_renderers(diffusion_pipe, media, tmp_path, 
     for renderer in ("warp", "diffusion"):
         frames = half.render(short, track, renderer=renderer, generator=torch.Generator().manual_seed(0))
         assert frames.shape == (2, 256, 256, 3) and frames.std() > 1
+
+
+def test_audio_driven_tracks_blink_by_default(pipe, media, tmp_path):
+    """People blink about 15-20 times a minute for 100-400 ms; a generated track does too unless told otherwise
+    (the landmark model alone does not blink). Blinks are found as the lids closing against the same track made
+    with ``blink_rate=0`` (this tiny untrained model's own eye points jitter)."""
+    from pipeline.app_logic import eye_openness
+
+    sf.write(tmp_path / "minute.wav", speechlike(60.0), 16000)
+    inputs = pipe.prepare(media / "photo.png", tmp_path / "minute.wav")
+    counts = []
+    for seed in range(3):
+        none = pipe.generate_landmarks(inputs, num_inference_steps=2, blink_rate=0,
+                                       generator=torch.Generator().manual_seed(seed))
+        default = pipe.generate_landmarks(inputs, num_inference_steps=2, generator=torch.Generator().manual_seed(seed))
+        closing = eye_openness(none) - eye_openness(default) > 0.1  # (T,) lids at least 10 % closed
+        starts = np.flatnonzero(np.diff(closing.astype(int)) == 1) + 1
+        ends = np.flatnonzero(np.diff(closing.astype(int)) == -1) + 1
+        durations = (ends - starts[: len(ends)]) / default.fps
+        assert np.all((durations >= 0.1) & (durations <= 0.4)), durations
+        counts.append(len(starts))
+    assert 14 <= np.mean(counts) <= 20, counts

@@ -214,29 +214,21 @@ def cli_cases(f: dict, tracks: dict, ckpts: dict, tmp: Path) -> list[dict]:
              ["landmarks", "--image", photo, "--audio", speech, "--checkpoint", ckpt, "--steps", "2", "-o", target,
               "-q"])
 
+    def generate_with(group: str, label: str, image: Path, audio: Path, expect: str = "error") -> None:
+        out = str(tmp / f"{group}_{len(cases)}.mp4")
+        case(group, label, ["generate", "--image", str(image), "--audio", str(audio), "--checkpoint", ckpt,
+                            "--steps", "2", "-q", "-o", out], expect=expect, output=out)
+
     for name in ("empty.png", "text.png", "truncated.png", "bomb.png", "grey12000.png", "phone.heic", "tiny.png",
                  "wall.png", "a_folder.png", "missing.png"):
-        out = str(tmp / f"photo_{name}.mp4")
-        image = str(f.get(name, tmp / name))
-        case("photos", f"generate --image {name}", ["generate", "--image", image, "--audio", speech, "--checkpoint",
-                                                    ckpt, "--steps", "2", "-q", "-o", out], output=out)
+        generate_with("photos", f"generate --image {name}", f.get(name, tmp / name), f["speech"])
     for name in ("grey.png", "rgba.png", "photo.jpg", "rotated.jpg"):
-        out = str(tmp / f"photo_{name}.mp4")
-        case("photos", f"generate --image {name} (odd, valid)", ["generate", "--image", str(f[name]), "--audio",
-                                                                speech, "--checkpoint", ckpt, "--steps", "2", "-q",
-                                                                "-o", out], expect="ok", output=out)
-
+        generate_with("photos", f"generate --image {name} (odd, valid)", f[name], f["speech"], expect="ok")
     for name in ("empty.wav", "text.wav", "truncated.wav", "garbage.mp3", "silent.wav", "blip.wav", "nan.wav",
                  "missing.wav"):
-        out = str(tmp / f"audio_{name}.mp4")
-        audio = str(f.get(name, tmp / name))
-        case("audio", f"generate --audio {name}", ["generate", "--image", photo, "--audio", audio, "--checkpoint",
-                                                   ckpt, "--steps", "2", "-q", "-o", out], output=out)
+        generate_with("audio", f"generate --audio {name}", f["photo"], f.get(name, tmp / name))
     for name in ("8k.wav", "stereo48k.wav", "u8.wav", "float.wav"):
-        out = str(tmp / f"audio_{name}.mp4")
-        case("audio", f"generate --audio {name} (odd, valid)", ["generate", "--image", photo, "--audio", str(f[name]),
-                                                               "--checkpoint", ckpt, "--steps", "2", "-q", "-o", out],
-             expect="ok", output=out)
+        generate_with("audio", f"generate --audio {name} (odd, valid)", f["photo"], f[name], expect="ok")
 
     for name, path in {**tracks, "missing.json": tmp / "missing.json"}.items():
         out = str(tmp / f"track_{name}.mp4")

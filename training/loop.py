@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -194,6 +195,31 @@ def save_state(accelerator: Accelerator, progress: Progress, step: int) -> None:
 def mean_over_processes(accelerator: Accelerator, value: torch.Tensor) -> float:
     """The mean of a scalar over all processes (every process must call this)."""
     return float(accelerator.gather(value.detach().float().reshape(1)).mean())
+
+
+class LossLog:
+    """The loss of every step, averaged over the processes, sent to the trackers with the learning rate; every
+    ``log_every`` steps also to the console (with seconds per step)."""
+
+    def __init__(self, accelerator: Accelerator, lr_scheduler, log_every: int) -> None:
+        self.accelerator, self.lr_scheduler, self.log_every = accelerator, lr_scheduler, log_every
+        self.running: list[float] = []
+        self.started = time.perf_counter()
+        self.steps = 0
+
+    def add(self, step: int, loss: torch.Tensor) -> float | None:
+        """Record ``step``'s loss (every process must call this); returns the mean since the last console line when
+        this step writes one, else ``None``."""
+        self.steps += 1
+        self.running.append(mean_over_processes(self.accelerator, loss))
+        lr = self.lr_scheduler.get_last_lr()[0]
+        self.accelerator.log({"loss": self.running[-1], "lr": lr}, step=step)
+        if step % self.log_every:
+            return None
+        mean, self.running = float(np.mean(self.running)), []
+        logger.info("step %d loss %.4f lr %.2e (%.2f s/step)", step, mean, lr,
+                    (time.perf_counter() - self.started) / self.steps)
+        return mean
 
 
 def optimisation_step(accelerator: Accelerator, model, optimizer, lr_scheduler, max_grad_norm: float,

@@ -17,7 +17,6 @@ import json
 import logging
 import shlex
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,7 +130,7 @@ def main(args: argparse.Namespace) -> LandmarkDenoiser:
     loop.init_trackers(accelerator, "train_landmarks", config)
 
     model.train()
-    started, running = time.perf_counter(), []
+    losses = loop.LossLog(accelerator, lr_scheduler, train["log_every"])
     while step < train["max_steps"]:
         batch = sampler.batch(train["batch_size"])
         b, w = batch["valid"].shape
@@ -146,12 +145,7 @@ def main(args: argparse.Namespace) -> LandmarkDenoiser:
             continue
         ema.step(accelerator.unwrap_model(model).parameters())
         step += 1
-        running.append(loop.mean_over_processes(accelerator, loss))
-        accelerator.log({"loss": running[-1], "lr": lr_scheduler.get_last_lr()[0]}, step=step)
-        if step % train["log_every"] == 0:
-            logger.info("step %d loss %.4f lr %.2e (%.2f s/step)", step, float(np.mean(running)),
-                        lr_scheduler.get_last_lr()[0], (time.perf_counter() - started) / step)
-            running = []
+        losses.add(step, loss)
         if step % train["checkpointing_steps"] == 0:
             loop.save_state(accelerator, progress, step)
 

@@ -271,7 +271,8 @@ def main(args: argparse.Namespace) -> LandmarkFaceRenderer:
     loop.init_trackers(accelerator, "train_renderer", config)
 
     model.train()
-    started, running, history = time.perf_counter(), [], []
+    started, history = time.perf_counter(), []
+    losses = loop.LossLog(accelerator, lr_scheduler, train["log_every"])
     deadline = None if train.get("max_minutes") is None else started + 60.0 * float(train["max_minutes"])
     while step < train["max_steps"]:
         batch = {k: v.to(accelerator.device) for k, v in sampler.batch(train["batch_size"]).items()}
@@ -282,13 +283,9 @@ def main(args: argparse.Namespace) -> LandmarkFaceRenderer:
             continue
         ema.step(accelerator.unwrap_model(model).parameters())
         step += 1
-        running.append(loop.mean_over_processes(accelerator, loss))
-        accelerator.log({"loss": running[-1], "lr": lr_scheduler.get_last_lr()[0]}, step=step)
-        if step % train["log_every"] == 0:
-            logger.info("step %d loss %.4f lr %.2e (%.2f s/step)", step, float(np.mean(running)),
-                        lr_scheduler.get_last_lr()[0], (time.perf_counter() - started) / step)
-            history.append({"step": step, "loss": float(np.mean(running))})
-            running = []
+        mean_loss = losses.add(step, loss)
+        if mean_loss is not None:
+            history.append({"step": step, "loss": mean_loss})
         if val_batch is not None and (step % train["validate_every"] == 0 or step == train["max_steps"]):
             scores = _validate_ema(accelerator.unwrap_model(model), ema, noise_scheduler, val_batch,
                                    train["validation_timesteps"], config["seed"])

@@ -10,8 +10,6 @@ from pathlib import Path
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints"
 #: Environment variable naming a folder or Hub repo id to load instead (e.g. on a Space).
 CHECKPOINT_ENV = "TALKING_FACE_CHECKPOINT"
-
-
 #: What a pipeline folder on the Hub may contribute: its index, configs and safetensors weights (never pickles or code).
 HUB_FILES = ["model_index.json", "*/config.json", "*/scheduler_config.json", "*/*.safetensors",
              "*/training_info.json"]

@@ -135,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="a CSV with columns image,audio[,output] or a folder of photos with same-named audio")
     generate.add_argument("-o", "--output", required=True, type=Path, help="out.mp4 (a folder with --batch)")
     generate.add_argument("--landmarks-out", type=Path, help="also save the generated track (JSON)")
+    generate.add_argument("--driving-video", type=Path,
+                          help="dubbing: head pose, eyes and brows from this video (anyone's), mouth and jaw "
+                               "generated from the speech")
     _add_render_options(generate)
     return parser
 
@@ -274,6 +277,15 @@ def _generate_track(pipe, generator, args: argparse.Namespace, image, audio):
     with args.clock("prepare"):
         inputs = pipe.prepare(image, audio)
     _say(args, inputs.face.message)
+    driving_video = getattr(args, "driving_video", None)
+    if driving_video is not None:
+        from .video import extract_track
+
+        with args.clock("tracking"):
+            driving, report = extract_track(driving_video, pipe.face_analyzer)
+        _say(args, f"Driving video: {report.summary()}")
+        with args.clock("landmarks"):
+            return inputs, pipe.dub_landmarks(inputs, driving, args.steps, args.guidance, generator)
     with args.clock("landmarks"):
         track = pipe.generate_landmarks(inputs, args.steps, args.guidance, generator,
                                         head_motion=args.head_motion, blink_rate=args.blink_rate)
@@ -319,6 +331,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if (args.batch is None) == (args.image is None or args.audio is None):
         raise InputError("Give either --image and --audio, or --batch.")
     if args.batch is not None:
+        if args.driving_video is not None:
+            raise InputError("--driving-video works with --image and --audio, not with --batch.")
         return _generate_batch(args)
     check_output(args.output, (".mp4",))
     if args.landmarks_out is not None:

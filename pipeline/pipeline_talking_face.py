@@ -40,6 +40,7 @@ from .landmarks import LandmarkTrack, belongs_to, face_points, retarget
 from .models.face_renderer import LandmarkFaceRenderer
 from .models.landmark_denoiser import LandmarkDenoiser
 from .motion import generate_motion
+from .regions import LOWER_FACE, NUM_POINTS
 from .render.diffusion import DiffusionRenderer
 from .render.export import iter_render_to_mp4
 from .render.warp import WarpRenderer
@@ -279,6 +280,47 @@ class TalkingFacePipeline(DiffusionPipeline):
             track = add_head_motion(track, head_motion, seed)
         if blink_rate:
             track = add_blinks(track, rate_per_minute=blink_rate, seed=seed)
+        return track
+
+    def dub_landmarks(
+        self,
+        inputs: TalkingFaceInputs,
+        driving: LandmarkTrack,
+        num_inference_steps: int = DEFAULT_STEPS,
+        guidance_scale: float = 2.0,
+        generator: torch.Generator | None = None,
+    ) -> LandmarkTrack:
+        """Video-driven dubbing: the head pose, eyes, brows and nose of ``driving`` (a track extracted from a video
+        of anyone, retargeted onto the photo's face), with mouth and jaw generated from the speech under them.
+
+        The landmark model completes the face (DiffTalker-style): the upper face is given on every frame and the
+        lower face (:data:`~pipeline.regions.LOWER_FACE`) is sampled to follow the audio and agree with it. The
+        driving track is cut to the recording, or holds its last frame where it is shorter. ``info`` records where
+        each point came from: ``"generated_points"`` (the model's) and ``"driven_points"`` (the video's)."""
+        self.check_sampling(num_inference_steps, guidance_scale)
+        with stage_threads("landmarks"):
+            n = inputs.num_frames
+            driven = retarget(driving.replace(driving.frames[:n]), inputs.points3d, inputs.image_size).frames
+            if len(driven) < n:
+                driven = np.concatenate([driven, np.repeat(driven[-1:], n - len(driven), axis=0)])
+            canon, to_canon = to_canonical(driven)  # (T, 68, 3), (T, 3, 4)
+            neutral, _ = to_canonical(inputs.points3d)  # (68, 3)
+            lower = list(LOWER_FACE)
+            known_mask = np.ones((n, NUM_POINTS), dtype=bool)
+            known_mask[:, lower] = False
+            motion = generate_motion(
+                self.landmark_denoiser, type(self.scheduler).from_config(self.scheduler.config),
+                self.audio_featurizer(inputs.audio, fps=inputs.fps), neutral[:, :2],
+                num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, generator=generator,
+                known=canon[..., :2] - neutral[None, :, :2], known_mask=known_mask,
+            )
+            canon[:, lower, :2] = neutral[None, lower, :2] + motion[:, lower]
+            driven_points = [i for i in range(NUM_POINTS) if i not in set(lower)]
+            track = LandmarkTrack(from_canonical(canon, to_canon), inputs.fps, inputs.image_size,
+                                  reference=inputs.points3d,
+                                  info={"source": "dubbing", "steps": num_inference_steps, "guidance": guidance_scale,
+                                        "generated_points": lower, "driven_points": driven_points})
+        self.maybe_free_model_hooks()
         return track
 
     # --- 3. video -------------------------------------------------------------------------------------

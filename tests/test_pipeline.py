@@ -320,3 +320,40 @@ def test_audio_driven_tracks_blink_by_default(pipe, media, tmp_path):
         assert np.all((durations >= 0.1) & (durations <= 0.4)), durations
         counts.append(len(starts))
     assert 14 <= np.mean(counts) <= 20, counts
+
+
+def test_dubbing_keeps_the_videos_upper_face_and_generates_the_mouth(pipe, media, astronaut_landmarks, tmp_path):
+    """dub_landmarks: head pose, eyes and brows from the driving track (retargeted onto the photo), mouth and jaw
+    from the model; a shorter driving track holds its last frame; the CLI's --driving-video does the same."""
+    from pipeline.canonical import pose_from_transform, rotation_matrix
+    from pipeline.landmarks import retarget
+    from pipeline.regions import LOWER_FACE
+
+    inputs = pipe.prepare(media / "photo.png", media / "speech.wav")  # 38 frames
+    face = inputs.points3d
+    centre = face.mean(axis=0)
+    turning = np.stack([(face - centre) @ rotation_matrix(np.array([yaw, 0.0, 0.0])).T + centre
+                        for yaw in np.linspace(-15, 15, 30)]).astype(np.float32)  # 30 frames: shorter
+    driving = LandmarkTrack(turning, 25, inputs.image_size, reference=face)
+    dubbed = pipe.dub_landmarks(inputs, driving, num_inference_steps=2, generator=torch.Generator().manual_seed(0))
+    assert dubbed.num_frames == 38 and dubbed.info["generated_points"] == list(LOWER_FACE)
+    upper = dubbed.info["driven_points"]
+    expected = retarget(driving, face, inputs.image_size).frames
+    assert np.abs(dubbed.frames[:30, upper] - expected[:, upper]).max() < 0.05  # pixels
+    assert np.abs(dubbed.frames[30:, upper] - expected[-1:, upper]).max() < 0.05  # held at the last frame
+    yaw = pose_from_transform(dubbed.canonical()[1])[:30, 0]
+    assert np.corrcoef(yaw, np.linspace(-15, 15, 30))[0, 1] > 0.99
+
+    from pipeline.video import Mp4Writer
+
+    with Mp4Writer(tmp_path / "driver.mp4", fps=25) as writer:
+        photo = np.asarray(Image.open(media / "photo.png").convert("RGB"))
+        for i in range(20):
+            writer.write(np.roll(photo, i, axis=1))
+    pipe.save_pretrained(tmp_path / "ckpt")
+    assert main(["generate", "--image", str(media / "photo.png"), "--audio", str(media / "speech.wav"),
+                 "--driving-video", str(tmp_path / "driver.mp4"), "--checkpoint", str(tmp_path / "ckpt"),
+                 "--steps", "2", "-o", str(tmp_path / "dub.mp4"), "--landmarks-out", str(tmp_path / "dub.json"),
+                 "-q"]) == 0
+    assert LandmarkTrack.load(tmp_path / "dub.json").info["source"] == "dubbing"
+    assert "256x256" in ffprobe_text(tmp_path / "dub.mp4")

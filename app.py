@@ -8,17 +8,20 @@ API endpoints (``gradio_client``; files with ``handle_file``)::
 
     from gradio_client import Client, handle_file
     client = Client("http://127.0.0.1:7860/")
-    track_json, preview_mp4, plot_png, frame_png, frame, status = client.predict(
+    track_json, preview_mp4, plot_png, frame_png, frame, status, *sliders = client.predict(
         handle_file("photo.jpg"), handle_file("speech.wav"),
         0, 2.0, 6,                     # seed, guidance, sampling steps
         1.0, 0.0, 0.0, 17.0, 1.0,      # intensity, smile, smoothing, blinks/min, head motion
+        None,                          # or handle_file("clip.mp4"): dub, head and eyes from that video
         api_name="/landmarks")
     video = client.predict(handle_file("photo.jpg"), handle_file("speech.wav"), handle_file(track_json),
                            "Fast warp", 256, False, api_name="/render")   # renderer, size, whole photo
 
-* ``/landmarks`` (photo, speech, seed, guidance, steps, intensity, smile, smoothing, blink_rate, head_motion) ->
-  (track JSON file, landmark preview mp4 with audio, timeline plot png, frame png, frame slider update
-  ``{"value", "maximum"}``, status). The same seed gives the same track.
+* ``/landmarks`` (photo, speech, seed, guidance, steps, intensity, smile, smoothing, blink_rate, head_motion,
+  driving video or None) -> (track JSON file, landmark preview mp4 with audio, timeline plot png, frame png, frame
+  slider update ``{"value", "maximum"}``, status, the five slider values). The same seed gives the same track. With
+  a driving video, the head pose, eyes and brows come from it and mouth and jaw from the speech
+  (``TalkingFacePipeline.dub_landmarks``); its own head motion and blinks replace the sliders' (set to 0).
 * ``/render`` (photo, speech, track JSON file, renderer, size 256|512, whole photo) -> (mp4 with audio, status).
   Any track in the documented JSON schema works (edited elsewhere, or made for another face: it is retargeted).
 * ``/apply_controls`` (intensity, smile, smoothing, blink_rate, head_motion, frame) re-applies the global controls
@@ -76,6 +79,7 @@ from pipeline.errors import InputError
 from pipeline.images import load_image
 from pipeline.landmarks import LandmarkTrack, belongs_to
 from pipeline.loading import load_pipeline
+from pipeline.video import extract_track
 
 ROOT = Path(__file__).parent
 EXAMPLES = [[str(ROOT / "examples" / "astronaut.png"), str(ROOT / "examples" / "speech.wav")]]
@@ -262,9 +266,14 @@ def create_demo(pipe) -> gr.Blocks:
     slots = threading.BoundedSemaphore(PIPELINE_CONCURRENCY)  # bounds the work even when Gradio lets go of a job
 
     @_gpu(_landmark_seconds)
-    def sample_track(inputs, steps: int, guidance: float, seed: int) -> LandmarkTrack:
+    def sample_track(inputs, steps: int, guidance: float, seed: int, driving: LandmarkTrack | None) -> LandmarkTrack:
+        """The model's track (head sway and blinks come from the sliders), or with a driving video's track the
+        dubbed one (head, eyes and brows from the video, mouth and jaw from the model)."""
         generator = torch.Generator().manual_seed(int(seed) % 2**63)
-        return pipe.generate_landmarks(inputs, int(steps), float(guidance), generator, head_motion=0.0)
+        if driving is not None:
+            return pipe.dub_landmarks(inputs, driving, int(steps), float(guidance), generator)
+        return pipe.generate_landmarks(inputs, int(steps), float(guidance), generator, head_motion=0.0,
+                                       blink_rate=0.0)
 
     @_gpu(_render_seconds)
     def render_video(inputs, track: LandmarkTrack, size: int, full: bool, renderer: str,
@@ -282,7 +291,7 @@ def create_demo(pipe) -> gr.Blocks:
 
     @_user_errors
     def generate(photo, speech, seed, guidance, steps, intensity, smile, smoothing, blink_rate, head_motion,
-                 progress=gr.Progress(track_tqdm=True)):
+                 driving_video=None, progress=gr.Progress(track_tqdm=True)):
         if photo is None or speech is None:
             raise gr.Error("Add a portrait photo and a speech recording first.", print_exception=False)
         seed, guidance, steps, intensity, smile, smoothing, blink_rate, head_motion = (
@@ -293,13 +302,22 @@ def create_demo(pipe) -> gr.Blocks:
             inputs = _read_inputs(pipe, photo, speech)
             if inputs.face.message:
                 gr.Info(inputs.face.message)
+            driving = None
+            if driving_video is not None:
+                progress(0, desc="tracking the driving video")
+                driving = _load_upload(driving_video, lambda path: extract_track(
+                    path, pipe.face_analyzer, max_frames=inputs.num_frames)[0])  # no work past the speech
             progress(0, desc="landmarks")
-            base = sample_track(inputs, int(steps), float(guidance), int(seed or 0))
+            base = sample_track(inputs, int(steps), float(guidance), int(seed or 0), driving)
             controls = _controls(intensity, smile, smoothing, blink_rate, head_motion)
+            if driving is not None:  # the video brings its own head motion and blinks
+                controls = dataclasses.replace(controls, blink_rate=0.0, head_motion=0.0)
             session = new_session(inputs, base, controls, seed=int(base.info.get("seed", seed or 0)))
             frame = 0
             views = _preview_outputs(outputs, session, frame, progress)
-        return (session, *views, frame_slider_update(session, frame), _status(session, "Landmarks ready:"))
+        note = "Dubbed (head, eyes and brows from the video):" if driving is not None else "Landmarks ready:"
+        return (session, *views, frame_slider_update(session, frame), _status(session, note),
+                *_slider_values(session.controls))
 
     def _require(session: EditSession | None) -> EditSession:
         if session is None:
@@ -421,6 +439,9 @@ def create_demo(pipe) -> gr.Blocks:
                 with gr.Row():
                     seed = gr.Number(0, label="Seed", precision=0, minimum=0, scale=1, min_width=100)
                     variation = gr.Button("Another variation", scale=1, min_width=140)
+                with gr.Accordion("Dub a video (optional)", open=False):
+                    driving_video = gr.Video(label="Driving video: head, eyes and brows from it, the mouth from the "
+                                                   "speech", sources=["upload"], elem_id="driving-video")
                 with gr.Accordion("Sampling", open=False):
                     guidance = gr.Slider(0.0, 6.0, 2.0, step=0.1, label="Guidance",
                                          info="How closely the mouth follows the speech (regenerates)")
@@ -472,8 +493,9 @@ def create_demo(pipe) -> gr.Blocks:
         numeric_inputs = (seed, guidance, steps, *control_inputs)  # a tuple: nothing per-user can go in
         edit_outputs = [session, track_file, preview, plot, frame_image]
         generate_event = dict(
-            fn=generate, inputs=[photo, speech, seed, guidance, steps, *control_inputs],
-            outputs=[*edit_outputs, frame, status], concurrency_id="pipeline", concurrency_limit=PIPELINE_CONCURRENCY,
+            fn=generate, inputs=[photo, speech, seed, guidance, steps, *control_inputs, driving_video],
+            outputs=[*edit_outputs, frame, status, *control_inputs], concurrency_id="pipeline",
+            concurrency_limit=PIPELINE_CONCURRENCY,
             preprocess=False,  # files reach our own checks undecoded (see _read_inputs)
         )
         generate_btn.click(**generate_event, api_name="landmarks")

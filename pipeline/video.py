@@ -201,8 +201,10 @@ def extract_track(
     analyzer=None,
     smoothing: float = 0.7,
     progress: Callable[[int], None] | None = None,
+    max_frames: int | None = None,
 ) -> tuple[LandmarkTrack, ExtractionReport]:
-    """Detect 68 landmarks (in 3D: :func:`~pipeline.landmarks.face_points`) on every frame of a talking-face video.
+    """Detect 68 landmarks (in 3D: :func:`~pipeline.landmarks.face_points`) on every frame of a talking-face video
+    (its first ``max_frames`` frames when given).
 
     The face is tracked from frame to frame (:meth:`~pipeline.face.FaceAnalyzer.tracker`). Frames without a face
     are filled by linear interpolation from their neighbours and listed in the report; detector jitter is reduced
@@ -220,6 +222,8 @@ def extract_track(
     tracker = analyzer.tracker()
     with stage_threads("face"):
         for i, frame in enumerate(iter_video_frames(video)):
+            if max_frames is not None and i >= max_frames:
+                break
             size = (frame.shape[1], frame.shape[0])
             detection = tracker.update(frame)
             points.append(None if detection is None else face_points(detection))

@@ -259,7 +259,7 @@ def test_frame_view_and_preview_video(session, tmp_path):
 
 
 def test_landmarks_endpoint(client, media):
-    track_json, preview, plot, frame_png, frame, status = _landmarks(client, media)
+    track_json, preview, plot, frame_png, frame, status, *sliders = _landmarks(client, media)
     track = LandmarkTrack.load(track_json)
     assert track.num_frames == FRAMES and track.image_size == (512, 512) and track.fps == 25
     assert track.info["controls"]["intensity"] == 1.0
@@ -325,6 +325,30 @@ def test_a_downloaded_track_comes_back_with_its_sliders(client, media):
     assert [s if isinstance(s, (int, float)) else s["value"] for s in foreign[-5:]] == pytest.approx(
         [1.0, 0.0, 0.0, 0.0, 0.0])
     assert np.allclose(LandmarkTrack.load(foreign[0]).frames, changed.frames, atol=0.011)
+
+
+def test_dubbing_from_a_driving_video(client, media, astronaut, tmp_path):
+    """An optional driving video: head, eyes and brows from it, mouth and jaw from the speech; the video's own head
+    motion and blinks replace the sliders' (shown at 0); a video without a face is refused and deleted."""
+    from gradio_client import handle_file
+
+    from pipeline.video import Mp4Writer
+
+    with Mp4Writer(tmp_path / "driver.mp4", fps=25) as writer:
+        for i in range(FRAMES):
+            writer.write(np.roll(astronaut, 2 * i, axis=1))
+    values = [0, 2.0, 2, 1.0, 0.0, 0.0, 17.0, 1.0]
+    out = client.predict(handle_file(str(media / "photo.png")), handle_file(str(media / "speech.wav")), *values,
+                         handle_file(str(tmp_path / "driver.mp4")), api_name="/landmarks")
+    track, status, sliders = LandmarkTrack.load(out[0]), out[5], out[-5:]
+    assert track.info["source"] == "dubbing" and "Dubbed" in status and track.num_frames == FRAMES
+    assert [s if isinstance(s, (int, float)) else s["value"] for s in sliders][3:] == [0.0, 0.0]
+    with Mp4Writer(tmp_path / "wall.mp4", fps=25) as writer:
+        writer.write(np.full((10, 200, 200, 3), 120, np.uint8))
+    message = _error_message(lambda: client.predict(
+        handle_file(str(media / "photo.png")), handle_file(str(media / "speech.wav")), *values,
+        handle_file(str(tmp_path / "wall.mp4")), api_name="/landmarks"))
+    assert "No face" in message
 
 
 def test_diffusion_renderer_is_offered_and_renders(client, media, tmp_path):

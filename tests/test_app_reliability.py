@@ -227,7 +227,8 @@ def test_simultaneous_sessions_get_their_own_results(served, photos, analyzer):
         photo, seconds = SESSIONS[i]
         client = served.client(f"session{i}")
         barrier.wait()
-        track_json, preview, *_, status = _landmarks(client, photos / photo, photos / f"speech{i}.wav", seed=i)
+        track_json, preview, _, _, _, status, *_ = _landmarks(client, photos / photo, photos / f"speech{i}.wav",
+                                                              seed=i)
         video, message = _render(client, photos / photo, photos / f"speech{i}.wav", Path(track_json))
         return LandmarkTrack.load(track_json), _video_path(preview), _video_path(video), status, message
 

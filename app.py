@@ -67,6 +67,7 @@ from pipeline.app_logic import (
     new_session,
     plot_timeline,
     recorded_edits,
+    redo,
     reset,
     undo,
     with_base,
@@ -308,11 +309,13 @@ def create_demo(pipe) -> gr.Blocks:
                 driving = _load_upload(driving_video, lambda path: extract_track(
                     path, pipe.face_analyzer, max_frames=inputs.num_frames)[0])  # no work past the speech
             progress(0, desc="landmarks")
-            base = sample_track(inputs, int(steps), float(guidance), int(seed or 0), driving)
+            seed = int(seed or 0)
+            base = sample_track(inputs, int(steps), float(guidance), seed, driving)
+            base = base.replace(base.frames, seed=seed)  # the track records the seed the page shows
             controls = _controls(intensity, smile, smoothing, blink_rate, head_motion)
             if driving is not None:  # the video brings its own head motion and blinks
                 controls = dataclasses.replace(controls, blink_rate=0.0, head_motion=0.0)
-            session = new_session(inputs, base, controls, seed=int(base.info.get("seed", seed or 0)))
+            session = new_session(inputs, base, controls, seed=seed)
             frame = 0
             views = _preview_outputs(outputs, session, frame, progress)
         note = "Dubbed (head, eyes and brows from the video):" if driving is not None else "Landmarks ready:"
@@ -388,15 +391,19 @@ def create_demo(pipe) -> gr.Blocks:
     def _restore(session: EditSession, changed: EditSession, frame, note: str):
         sliders = _slider_values(changed.controls)
         if changed is session:
-            return (session, *(gr.skip(),) * 5, "Nothing to undo." if note == "undo" else "Nothing to reset.",
-                    *sliders)
+            return (session, *(gr.skip(),) * 5, f"Nothing to {note}.", *sliders)
         frame = _clamp(changed, frame)
+        done = {"undo": "Undone:", "redo": "Redone:", "reset": "Reset:"}[note]
         return (changed, *_preview_outputs(outputs, changed, frame), frame_slider_update(changed, frame),
-                _status(changed, "Undone:" if note == "undo" else "Reset:"), *sliders)
+                _status(changed, done), *sliders)
 
     def on_undo(session, frame):
         session = _require(session)
         return _restore(session, undo(session), frame, "undo")
+
+    def on_redo(session, frame):
+        session = _require(session)
+        return _restore(session, redo(session), frame, "redo")
 
     def on_reset(session, frame):
         session = _require(session)
@@ -471,6 +478,7 @@ def create_demo(pipe) -> gr.Blocks:
                 with gr.Row():
                     radius = gr.Slider(0, 12, 4, step=1, label="Ease over ± frames", scale=2)
                     undo_btn = gr.Button("Undo", scale=1, min_width=80)
+                    redo_btn = gr.Button("Redo", scale=1, min_width=80)
                     reset_btn = gr.Button("Reset edits", scale=1, min_width=80)
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=320):
@@ -498,9 +506,11 @@ def create_demo(pipe) -> gr.Blocks:
             concurrency_limit=PIPELINE_CONCURRENCY,
             preprocess=False,  # files reach our own checks undecoded (see _read_inputs)
         )
-        generate_btn.click(**generate_event, api_name="landmarks")
+        unchanged = dict(fn=lambda: "Nothing changed: see the message above.", inputs=None, outputs=status,
+                         queue=False, api_visibility="private")  # the status never claims a result that failed
+        generate_btn.click(**generate_event, api_name="landmarks").failure(**unchanged)
         variation.click(lambda: random.randrange(2**31 - 1), None, seed, api_visibility="private",
-                        queue=False).then(**generate_event, api_visibility="private")
+                        queue=False).then(**generate_event, api_visibility="private").failure(**unchanged)
         for slider in control_inputs:
             slider.release(apply_controls, [session, *control_inputs, frame], [*edit_outputs, status],
                            api_name="apply_controls" if slider is intensity else None,
@@ -508,13 +518,15 @@ def create_demo(pipe) -> gr.Blocks:
         upload_track.upload(load_track, [session, upload_track, photo, speech, frame],
                             [*edit_outputs, frame, status, *control_inputs],
                             api_name="load_track", concurrency_id="pipeline", concurrency_limit=PIPELINE_CONCURRENCY,
-                            preprocess=False)
+                            preprocess=False).failure(**unchanged)
         frame.input(show_frame, [session, frame], [frame_image, plot], show_progress="hidden",
                     trigger_mode="always_last", api_visibility="private")
         frame.release(show_frame, [session, frame], [frame_image, plot], show_progress="hidden",
                       api_visibility="private")
         frame_image.select(on_click, [session, frame, radius], [*edit_outputs, status], api_visibility="private",
                            show_progress="minimal")
+        redo_btn.click(on_redo, [session, frame], [*edit_outputs, frame, status, *control_inputs],
+                       api_visibility="private")
         undo_btn.click(on_undo, [session, frame], [*edit_outputs, frame, status, *control_inputs],
                        api_visibility="private")
         reset_btn.click(on_reset, [session, frame], [*edit_outputs, frame, status, *control_inputs],
@@ -525,7 +537,7 @@ def create_demo(pipe) -> gr.Blocks:
                              "current track to it).", component, status, queue=False, api_visibility="private")
         render_btn.click(render, [photo, speech, track_file, renderer, size, full], [video, render_status],
                          api_name="render", concurrency_id="pipeline", concurrency_limit=PIPELINE_CONCURRENCY,
-                         preprocess=False)
+                         preprocess=False).failure(**{**unchanged, "outputs": render_status})
     demo.temp_file_sets.append(outputs.paths)
     return demo
 

@@ -306,6 +306,7 @@ class EditSession:
     track: LandmarkTrack  # edited_track(base, controls, edits, seed), cached
     edits: tuple[PointEdit, ...] = ()
     history: tuple[Snapshot, ...] = field(default=(), repr=False)
+    future: tuple[Snapshot, ...] = field(default=(), repr=False)  # what redo brings back, nearest last
     selected: int | None = None
 
     @property
@@ -322,17 +323,23 @@ def new_session(inputs: TalkingFaceInputs, base: LandmarkTrack, controls: Contro
     return EditSession(inputs, base, seed, controls, controls, view, track, tuple(edits))
 
 
+def _snapshot(session: EditSession) -> Snapshot:
+    return Snapshot(session.inputs, session.base, session.controls, session.edits, session.seed)
+
+
 def _change(session: EditSession, base: LandmarkTrack | None = None, controls: Controls | None = None,
             edits: tuple[PointEdit, ...] | None = None, inputs: TalkingFaceInputs | None = None,
             record: bool = True) -> EditSession:
+    """The session with these parts replaced; ``record``: a new change, undoable, which ends what redo could bring
+    back."""
     inputs = session.inputs if inputs is None else inputs
     base = session.base if base is None else base
     controls = session.controls if controls is None else controls
     edits = session.edits if edits is None else edits
     history = session.history
     if record:
-        history = (history + (Snapshot(session.inputs, session.base, session.controls, session.edits,
-                                       session.seed),))[-MAX_UNDO:]
+        history = (history + (_snapshot(session),))[-MAX_UNDO:]
+        session = replace(session, future=())
     track = edited_track(base, controls, edits, session.seed)
     view = session.view if base is session.base else ViewBox.around(base.points2d, inputs.image_size)
     return replace(session, inputs=inputs, base=base, controls=controls, edits=edits, track=track, view=view,
@@ -372,12 +379,24 @@ def with_base(session: EditSession, base: LandmarkTrack, controls: Controls = NE
 
 
 def undo(session: EditSession) -> EditSession:
-    """The session as it was before its last change (the session itself when there is nothing to undo)."""
+    """The session as it was before its last change (the session itself when there is nothing to undo); redo
+    brings the change back."""
     if not session.history:
         return session
     last = session.history[-1]
-    return _change(replace(session, history=session.history[:-1], seed=last.seed), last.base, last.controls,
-                   last.edits, last.inputs, record=False)
+    future = (session.future + (_snapshot(session),))[-MAX_UNDO:]
+    return _change(replace(session, history=session.history[:-1], future=future, seed=last.seed), last.base,
+                   last.controls, last.edits, last.inputs, record=False)
+
+
+def redo(session: EditSession) -> EditSession:
+    """The change the last undo took back (the session itself when there is none)."""
+    if not session.future:
+        return session
+    nearest = session.future[-1]
+    history = (session.history + (_snapshot(session),))[-MAX_UNDO:]
+    return _change(replace(session, history=history, future=session.future[:-1], seed=nearest.seed), nearest.base,
+                   nearest.controls, nearest.edits, nearest.inputs, record=False)
 
 
 def reset(session: EditSession) -> EditSession:

@@ -230,6 +230,18 @@ def test_point_edits_survive_control_changes_and_undo(session):
     assert np.allclose(cleared.track.frames, session.track.frames) and al.undo(cleared).edits == louder.edits
 
 
+def test_redo_brings_back_what_undo_took_until_a_new_change(session):
+    louder = al.with_controls(session, replace(session.controls, intensity=1.5))
+    smiling = al.with_controls(louder, replace(louder.controls, smile=0.5))
+    back = al.undo(al.undo(smiling))
+    assert back.controls == session.controls and al.redo(session) is session
+    again = al.redo(al.redo(back))
+    assert again.controls == smiling.controls and np.allclose(again.track.frames, smiling.track.frames)
+    assert al.redo(again) is again and al.undo(again).controls == louder.controls
+    branched = al.with_controls(al.undo(smiling), replace(louder.controls, smoothing=1.0))
+    assert branched.future == () and al.redo(branched) is branched  # a new change ends the redo line
+
+
 def test_undo_stack_is_bounded_and_with_base_is_undoable(session, talking):
     s = session
     for i in range(al.MAX_UNDO + 5):
@@ -271,6 +283,7 @@ def test_landmarks_endpoint(client, media):
     assert np.allclose(same.frames, track.frames, atol=0.011)  # a seed gives the same track
     other = LandmarkTrack.load(_landmarks(client, media, seed=7)[0])
     assert not np.allclose(other.frames, track.frames, atol=0.5)
+    assert (track.info["seed"], other.info["seed"]) == (0, 7)  # the seed recorded is the seed the page shows
 
 
 def test_edit_then_render(client, media, tmp_path):

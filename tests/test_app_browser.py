@@ -119,3 +119,9 @@ def test_upload_generate_edit_render(app_url, browser, astronaut, tmp_path):
     assert "Rendered 50 frames" in page.locator("#render-status").inner_text()
     shot("rendered")
     assert all(path.stat().st_size > 10_000 for path in shots)
+
+    # a photo without a face: the error is shown and the status no longer says the landmarks are ready
+    Image.new("RGB", (300, 300), (120, 130, 140)).save(tmp_path / "wall.png")
+    page.locator("#photo input[type=file]").set_input_files(str(tmp_path / "wall.png"))
+    page.click("#generate")
+    assert "Nothing changed" in _wait_for_status(page, "Nothing changed")

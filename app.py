@@ -47,6 +47,7 @@ import inspect
 import math
 import os
 import random
+import re
 import signal
 import tempfile
 import threading
@@ -152,14 +153,15 @@ class OutputFiles:
     def __init__(self) -> None:
         self.paths: set[str] = _SnapshotSet()
 
-    def new(self, prefix: str, suffix: str) -> Path:
-        """A new empty file for one request's output, inside Gradio's cache."""
+    def new(self, name: str) -> Path:
+        """A new empty file called ``name`` (what the user's download is called) for one request's output, in a
+        folder of its own inside Gradio's cache."""
         folder = Path(gr.utils.get_upload_folder()) / "talking-face"
         folder.mkdir(parents=True, exist_ok=True)
-        handle, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=folder)
-        os.close(handle)
-        self.paths.add(name)
-        return Path(name)
+        path = Path(tempfile.mkdtemp(dir=folder)) / name
+        path.touch()
+        self.paths.add(str(path))
+        return path
 
 
 T = TypeVar("T")
@@ -179,6 +181,17 @@ def _discard_upload(path: str | None) -> None:
         cache = Path(gr.utils.get_upload_folder()).resolve()
         if cache in Path(path).resolve().parents:
             Path(path).unlink(missing_ok=True)
+
+
+def _label(photo: Any, speech: Any, seed: Any) -> str:
+    """``<photo>-<speech>-<seed>``, from the uploads' own names, in letters, digits, ``_`` and ``-`` only."""
+    def stem(payload: Any) -> str:
+        name = payload.get("orig_name") if isinstance(payload, dict) else None
+        name = Path(str(name or _upload_path(payload) or "input")).stem
+        return re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_")[:40] or "input"
+
+    parts = [stem(photo), stem(speech)] + ([str(int(seed))] if isinstance(seed, int) else [])
+    return "-".join(parts)
 
 
 def _load_upload(payload: Any, load: Callable[[str], T]) -> T:
@@ -235,10 +248,10 @@ def _controls(intensity: float, smile: float, smoothing: float, blink_rate: floa
 def _preview_outputs(outputs: OutputFiles, session: EditSession, frame: int,
                      progress: gr.Progress | None = None) -> tuple:
     """(track JSON file, preview mp4, plot, frame image) for the session's current track."""
-    track_path = exported_track(session).save(outputs.new("landmarks-", ".json"))
+    track_path = exported_track(session).save(outputs.new(f"{session.label}.json"))
     report = None if progress is None else (lambda done, total: progress((done, total), desc="preview"))
     preview = write_preview(session.inputs.image, session.track, session.inputs.audio,
-                            outputs.new("preview-", ".mp4"), session.view, progress=report)
+                            outputs.new(f"{session.label}-preview.mp4"), session.view, progress=report)
     plot = plot_timeline(session.inputs.audio, session.track, frame)
     return str(track_path), str(preview), plot, frame_view(session, frame)
 
@@ -315,7 +328,7 @@ def create_demo(pipe) -> gr.Blocks:
             controls = _controls(intensity, smile, smoothing, blink_rate, head_motion)
             if driving is not None:  # the video brings its own head motion and blinks
                 controls = dataclasses.replace(controls, blink_rate=0.0, head_motion=0.0)
-            session = new_session(inputs, base, controls, seed=seed)
+            session = new_session(inputs, base, controls, seed=seed, label=_label(photo, speech, seed))
             frame = 0
             views = _preview_outputs(outputs, session, frame, progress)
         note = "Dubbed (head, eyes and brows from the video):" if driving is not None else "Landmarks ready:"
@@ -366,7 +379,7 @@ def create_demo(pipe) -> gr.Blocks:
                 controls, edits, seed = NEUTRAL_CONTROLS, (), 0
                 note = "Track loaded as it is, sliders at neutral (undo restores the previous track):"
             if session is None:
-                session = new_session(inputs, base, controls, seed, edits)
+                session = new_session(inputs, base, controls, seed, edits, label=_label(photo, speech, seed))
             else:
                 session = with_base(session, base, controls, inputs, edits, seed)
             frame = _clamp(session, frame)
@@ -424,7 +437,7 @@ def create_demo(pipe) -> gr.Blocks:
         track = _load_upload(track_file, LandmarkTrack.load)
         with slots:
             inputs = _read_inputs(pipe, photo, speech)
-        path = outputs.new("talking-face-", ".mp4")
+        path = outputs.new(f"{_label(photo, speech, track.info.get('seed'))}.mp4")
         steps = render_video(inputs, track, int(size), bool(full), RENDERER_NAMES[renderer], str(path))
         with contextlib.closing(_holding(slots, steps)) as chunks:  # a cancel stops this between two chunks
             for done, total in chunks:

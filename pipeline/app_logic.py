@@ -307,6 +307,7 @@ class EditSession:
     edits: tuple[PointEdit, ...] = ()
     history: tuple[Snapshot, ...] = field(default=(), repr=False)
     future: tuple[Snapshot, ...] = field(default=(), repr=False)  # what redo brings back, nearest last
+    label: str = "talking-face"  # what the session's files are called (the photo, the speech and the seed)
     selected: int | None = None
 
     @property
@@ -315,12 +316,12 @@ class EditSession:
 
 
 def new_session(inputs: TalkingFaceInputs, base: LandmarkTrack, controls: Controls, seed: int = 0,
-                edits: tuple[PointEdit, ...] = ()) -> EditSession:
+                edits: tuple[PointEdit, ...] = (), label: str = "talking-face") -> EditSession:
     """A session editing ``base`` (whose frames are in the photo's pixel space) with ``controls`` and point ``edits``
-    applied."""
+    applied; ``label`` names its files."""
     view = ViewBox.around(base.points2d, inputs.image_size)
     track = edited_track(base, controls, edits, seed)
-    return EditSession(inputs, base, seed, controls, controls, view, track, tuple(edits))
+    return EditSession(inputs, base, seed, controls, controls, view, track, tuple(edits), label=label)
 
 
 def _snapshot(session: EditSession) -> Snapshot:

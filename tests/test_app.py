@@ -284,6 +284,8 @@ def test_landmarks_endpoint(client, media):
     other = LandmarkTrack.load(_landmarks(client, media, seed=7)[0])
     assert not np.allclose(other.frames, track.frames, atol=0.5)
     assert (track.info["seed"], other.info["seed"]) == (0, 7)  # the seed recorded is the seed the page shows
+    assert Path(track_json).name == "photo-speech-0.json"  # downloads say what they are
+    assert Path(_video_path(preview)).name == "photo-speech-0-preview.mp4"
 
 
 def test_edit_then_render(client, media, tmp_path):

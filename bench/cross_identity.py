@@ -1,0 +1,135 @@
+"""The warp renderer under real motion: held-out portraits driven by other held-out people's real clips.
+
+    H=$(python -c "from training.data.clip_sources import HOLDOUT; print(','.join(HOLDOUT))")
+    python bench/cross_identity.py --clips ../shared/data/clips --holdout $H --out results/cross_identity
+
+Pair ``i`` animates the photo (``ref.png``) of held-out person ``i`` with the tracked landmarks of held-out person
+``i + 1``'s video (retargeted, as ``python -m pipeline render`` does), at 256². On the rendered frames, re-tracked
+with the mesh front end:
+
+* ``face``: the share of frames where a face is found;
+* ``identity``: dlib's face-descriptor distance (Euclidean; dlib calls two faces the same person below 0.6; a torn
+  face measures about 0.5) of each rendered frame to the portrait, median and 90th percentile;
+* ``mouth r`` / ``turn r``: Pearson r of the rendered mouth aperture and yaw with the driver's own (re-tracked
+  frames against the driver's tracked ones);
+* ``folds``: frames of the warp in which a destination triangle flips (its signed area turns non-positive).
+
+Also the warp renderer's speed (frames a second, 256², all pairs) and a contact sheet per pair (driver above,
+rendered below, five frames) in ``--out``, beside ``cross_identity.md`` / ``.json``. The contact sheets show
+``../shared/data`` people: they stay in the git-ignored results folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.quality import FaceEmbedder  # noqa: E402
+from pipeline.canonical import pose_from_transform  # noqa: E402
+from pipeline.face import FaceAnalyzer  # noqa: E402
+from pipeline.images import load_image  # noqa: E402
+from pipeline.landmarks import LandmarkTrack, face_points, retarget  # noqa: E402
+from pipeline.render.warp import WarpRenderer, destinations  # noqa: E402
+from pipeline.video import extract_track, iter_video_frames  # noqa: E402
+from training.metrics import mouth_aperture  # noqa: E402
+
+COLUMNS = ("face", "identity_median", "identity_p90", "mouth_r", "turn_r", "folds")
+
+
+def _r(a: np.ndarray, b: np.ndarray) -> float:
+    if len(a) < 3 or np.std(a) < 1e-9 or np.std(b) < 1e-9:
+        return 0.0
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def folded_frames(renderer: WarpRenderer, ctx, frames: np.ndarray) -> int:
+    """Frames whose destination mesh has a triangle with non-positive signed area (all are counter-clockwise on the
+    photo's own layout)."""
+    dst = destinations(ctx, frames)  # (T, V, 2)
+    corners = dst[:, ctx.triangles]  # (T, K, 3, 2)
+    e1, e2 = corners[:, :, 1] - corners[:, :, 0], corners[:, :, 2] - corners[:, :, 0]
+    area = e1[..., 0] * e2[..., 1] - e1[..., 1] * e2[..., 0]  # (T, K)
+    return int((area <= 0).any(axis=1).sum())
+
+
+def retrack(analyzer: FaceAnalyzer, frames: np.ndarray) -> list:
+    tracker = analyzer.tracker()
+    return [tracker.update(frame) for frame in frames]
+
+
+def contact_sheet(driver_frames: list[np.ndarray], rendered: np.ndarray, path: Path, count: int = 5) -> None:
+    from PIL import Image
+
+    picks = np.linspace(0, len(rendered) - 1, count).round().astype(int)
+    side = rendered.shape[1]
+    top = [np.asarray(Image.fromarray(driver_frames[i]).resize((side, side))) for i in picks]
+    sheet = np.concatenate([np.concatenate(top, axis=1), np.concatenate(list(rendered[picks]), axis=1)], axis=0)
+    Image.fromarray(sheet).save(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clips", type=Path, required=True)
+    parser.add_argument("--holdout", required=True, help="comma-separated held-out clip names (at least 2)")
+    parser.add_argument("--out", type=Path, default=REPO / "results" / "cross_identity")
+    args = parser.parse_args()
+    names = args.holdout.split(",")
+    analyzer, embedder = FaceAnalyzer(), FaceEmbedder()
+    renderer = WarpRenderer(size=256)
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows, render_seconds, rendered_frames = {}, 0.0, 0
+    for i in range(len(names) - 1):
+        person, driver = args.clips / names[i], args.clips / names[i + 1]
+        video = next(iter(sorted(driver.glob("video.*"))))
+        photo = load_image(person / "ref.png")
+        face = analyzer.detect(photo)
+        track, _ = extract_track(video, analyzer)
+        driven = retarget(track, face_points(face), (photo.shape[1], photo.shape[0])).points2d
+        ctx = renderer.prepare(photo, face.landmarks)
+        start = time.perf_counter()
+        rendered = renderer.render(ctx, driven)
+        render_seconds += time.perf_counter() - start
+        rendered_frames += len(rendered)
+        found = retrack(analyzer, rendered)
+        ok = [k for k, d in enumerate(found) if d is not None]
+        portrait = embedder.embed(photo, face.landmarks)
+        distances = [float(np.linalg.norm(embedder.embed(rendered[k], found[k].landmarks) - portrait)) for k in ok]
+        real = track.canonical()
+        if ok:
+            redetected = LandmarkTrack(np.stack([face_points(found[k]) for k in ok]), track.fps,
+                                       (rendered.shape[2], rendered.shape[1]))
+            canon, transforms = redetected.canonical()
+            mouth_r = _r(mouth_aperture(canon[:, :, :2]), mouth_aperture(real[0][ok][:, :, :2]))
+            turn_r = _r(pose_from_transform(transforms)[:, 0], pose_from_transform(real[1][ok])[:, 0])
+        else:
+            mouth_r = turn_r = 0.0
+        rows[f"{names[i]} <- {names[i + 1]}"] = {
+            "frames": len(rendered), "face": len(ok) / len(rendered),
+            "identity_median": float(np.median(distances)) if distances else float("nan"),
+            "identity_p90": float(np.percentile(distances, 90)) if distances else float("nan"),
+            "mouth_r": mouth_r, "turn_r": turn_r, "folds": folded_frames(renderer, ctx, driven)}
+        contact_sheet(list(iter_video_frames(video)), rendered, args.out / f"{names[i]}_from_{names[i + 1]}.png")
+        print(names[i], "<-", names[i + 1], {k: round(v, 3) for k, v in rows[f"{names[i]} <- {names[i + 1]}"].items()},
+              flush=True)
+    fps = rendered_frames / render_seconds
+    lines = ["| portrait <- driver | frames | face found | identity median | identity p90 | mouth r | turn r | "
+             "frames with folds |", "|---|---|---|---|---|---|---|---|"]
+    for name, r in rows.items():
+        lines.append(f"| {name} | {r['frames']} | {r['face']:.1%} | {r['identity_median']:.3f} | "
+                     f"{r['identity_p90']:.3f} | {r['mouth_r']:.3f} | {r['turn_r']:.3f} | {r['folds']} |")
+    lines.append(f"\nWarp renderer: {fps:.0f} frames/s at 256² over {rendered_frames} frames (this machine).")
+    (args.out / "cross_identity.md").write_text("\n".join(lines) + "\n")
+    (args.out / "cross_identity.json").write_text(json.dumps({"pairs": rows, "warp_fps": fps}, indent=2))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -36,7 +36,8 @@ REPO = HERE.parents[1]
 # Inputs
 
 
-def _png_claiming(width: int, height: int) -> bytes:
+def png_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims ``width`` x ``height`` grey pixels (a decompression bomb's shape)."""
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -76,8 +77,8 @@ def make_inputs(d: Path) -> dict[str, Path]:
     put("empty.png", b"")
     put("text.png", b"this is a note, not a photo\n")
     put("truncated.png", (d / "photo.png").read_bytes()[:300])
-    put("bomb.png", _png_claiming(100_000, 100_000))
-    put("grey12000.png", _png_claiming(12_000, 12_000))
+    put("bomb.png", png_claiming(100_000, 100_000))
+    put("grey12000.png", png_claiming(12_000, 12_000))
     put("phone.heic", b"\0\0\0\x18ftypheic" + bytes(100))
     Image.new("RGB", (1, 1)).save(d / "tiny.png")
     Image.new("RGB", (400, 400), (120, 130, 140)).save(d / "wall.png")

@@ -50,7 +50,7 @@ def _r(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def folded_frames(renderer: WarpRenderer, ctx, frames: np.ndarray) -> int:
+def folded_frames(ctx, frames: np.ndarray) -> int:
     """Frames whose destination mesh has a triangle with non-positive signed area (all are counter-clockwise on the
     photo's own layout)."""
     dst = destinations(ctx, frames)  # (T, V, 2)
@@ -115,7 +115,7 @@ def main() -> None:
             "frames": len(rendered), "face": len(ok) / len(rendered),
             "identity_median": float(np.median(distances)) if distances else float("nan"),
             "identity_p90": float(np.percentile(distances, 90)) if distances else float("nan"),
-            "mouth_r": mouth_r, "turn_r": turn_r, "folds": folded_frames(renderer, ctx, driven)}
+            "mouth_r": mouth_r, "turn_r": turn_r, "folds": folded_frames(ctx, driven)}
         contact_sheet(list(iter_video_frames(video)), rendered, args.out / f"{names[i]}_from_{names[i + 1]}.png")
         print(names[i], "<-", names[i + 1], {k: round(v, 3) for k, v in rows[f"{names[i]} <- {names[i + 1]}"].items()},
               flush=True)

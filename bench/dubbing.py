@@ -36,15 +36,19 @@ def _r(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
+def _brow_height(canon: np.ndarray) -> np.ndarray:
+    """Brows above the eyes per frame (canonical units; y points down, so larger is lower brows)."""
+    return canon[:, list(BROWS), 1].mean(axis=1) - canon[:, list(EYES), 1].mean(axis=1)
+
+
 def follow(dubbed, driving) -> dict[str, float]:
     """Correlations of the dubbed track with the driving video's own track, frame by frame."""
     n = min(dubbed.num_frames, driving.num_frames)
     (cd, td), (cr, tr) = dubbed.canonical(), driving.canonical()
     pd, pr = pose_from_transform(td)[:n], pose_from_transform(tr)[:n]
-    brow = lambda c: c[:n, list(BROWS), 1].mean(axis=1) - c[:n, list(EYES), 1].mean(axis=1)  # noqa: E731
     out = {name: _r(pd[:, i], pr[:, i]) for i, name in enumerate(("yaw", "pitch", "roll"))}
     out["eyes"] = _r(eye_openness(dubbed)[:n], eye_openness(driving)[:n])
-    out["brows"] = _r(brow(cd), brow(cr))
+    out["brows"] = _r(_brow_height(cd[:n]), _brow_height(cr[:n]))
     out["mouth"] = _r(mouth_aperture(cd[:n, :, :2]), mouth_aperture(cr[:n, :, :2]))
     return out
 

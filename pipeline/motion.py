@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from diffusers.utils.torch_utils import randn_tensor
 
 from .defaults import DEFAULT_STEPS
-from .regions import LOWER_FACE, NUM_POINTS
+from .regions import LOWER_FACE, NUM_POINTS, UPPER_FACE
 from .sampling import extra_step_kwargs
 
 if TYPE_CHECKING:
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from .models.landmark_denoiser import LandmarkDenoiser
 
 #: Points outside the lower face (upper jaw ends, brows, nose, eyes): the audio-independent ones.
-_UPPER = tuple(i for i in range(NUM_POINTS) if i not in set(LOWER_FACE))
 
 
 #: ``on_step(steps_done, steps_total, timestep, sample) -> replacement sample or None``.
@@ -193,7 +192,7 @@ def random_known_mask(
     mask = torch.arange(window)[None, :, None] < lengths[:, None, None]  # (B, W, 1)
     mask = mask.expand(batch_size, window, NUM_POINTS).clone()  # (B, W, 68)
     upper = torch.zeros(NUM_POINTS, dtype=torch.bool)
-    upper[list(_UPPER)] = True
+    upper[list(UPPER_FACE)] = True
     mask |= (draw[:, 1] < p_upper)[:, None, None] & upper  # (B, W, 68)
     return mask.to(device)
 

@@ -40,7 +40,7 @@ from .landmarks import LandmarkTrack, belongs_to, face_points, retarget
 from .models.face_renderer import LandmarkFaceRenderer
 from .models.landmark_denoiser import LandmarkDenoiser
 from .motion import generate_motion
-from .regions import LOWER_FACE, NUM_POINTS
+from .regions import LOWER_FACE, NUM_POINTS, UPPER_FACE
 from .render.diffusion import DiffusionRenderer
 from .render.export import iter_render_to_mp4
 from .render.warp import WarpRenderer
@@ -306,8 +306,8 @@ class TalkingFacePipeline(DiffusionPipeline):
             canon, to_canon = to_canonical(driven)  # (T, 68, 3), (T, 3, 4)
             neutral, _ = to_canonical(inputs.points3d)  # (68, 3)
             lower = list(LOWER_FACE)
-            known_mask = np.ones((n, NUM_POINTS), dtype=bool)
-            known_mask[:, lower] = False
+            known_mask = np.zeros((n, NUM_POINTS), dtype=bool)
+            known_mask[:, list(UPPER_FACE)] = True
             motion = generate_motion(
                 self.landmark_denoiser, type(self.scheduler).from_config(self.scheduler.config),
                 self.audio_featurizer(inputs.audio, fps=inputs.fps), neutral[:, :2],
@@ -315,11 +315,10 @@ class TalkingFacePipeline(DiffusionPipeline):
                 known=canon[..., :2] - neutral[None, :, :2], known_mask=known_mask,
             )
             canon[:, lower, :2] = neutral[None, lower, :2] + motion[:, lower]
-            driven_points = [i for i in range(NUM_POINTS) if i not in set(lower)]
             track = LandmarkTrack(from_canonical(canon, to_canon), inputs.fps, inputs.image_size,
                                   reference=inputs.points3d,
                                   info={"source": "dubbing", "steps": num_inference_steps, "guidance": guidance_scale,
-                                        "generated_points": lower, "driven_points": driven_points})
+                                        "generated_points": lower, "driven_points": list(UPPER_FACE)})
         self.maybe_free_model_hooks()
         return track
 

@@ -20,6 +20,8 @@ EYES = RIGHT_EYE + LEFT_EYE
 MOUTH = OUTER_LIP + INNER_LIP
 #: Points that speech moves: the lips and the lower jaw line (AToM-Net's "lip" stream).
 LOWER_FACE = JAW[3:14] + MOUTH
+#: Every other point: what a driving video gives when the model completes the lower face (dubbing).
+UPPER_FACE = tuple(i for i in range(NUM_POINTS) if i not in set(LOWER_FACE))
 #: Points that move with the head but barely with expression: used to align faces (Procrustes).
 STABLE = NOSE + (36, 39, 42, 45)
 

@@ -30,6 +30,7 @@ import soundfile as sf
 import torch
 from PIL import Image
 
+from bench.battery import png_claiming
 from pipeline.audio import num_video_frames
 from pipeline.landmarks import LandmarkTrack
 from tests.conftest import speechlike
@@ -283,21 +284,9 @@ def test_pipeline_survives_concurrent_face_detection():
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
 
 
-def _png_claiming(width: int, height: int) -> bytes:
-    """A tiny PNG whose header claims ``width`` x ``height`` grey pixels (a decompression bomb's shape)."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0")) + chunk(b"IEND", b"")
-
-
 BAD_UPLOADS = {  # name: (bytes, what the page says)
-    "bomb.png": (_png_claiming(100_000, 100_000), "larger than the limit of"),
-    "grey12000.png": (_png_claiming(12_000, 12_000), "larger than the limit of"),
+    "bomb.png": (png_claiming(100_000, 100_000), "larger than the limit of"),
+    "grey12000.png": (png_claiming(12_000, 12_000), "larger than the limit of"),
     "notes.png": (b"these are my notes, not a photo\n", "not an image format we can read"),
     "empty.png": (b"", "is empty"),
     "phone.heic": (b"\0\0\0\x18ftypheic" + bytes(100), "not an image format we can read"),

@@ -12,26 +12,31 @@ API endpoints (``gradio_client``; files with ``handle_file``)::
         handle_file("photo.jpg"), handle_file("speech.wav"),
         0, 2.0, 6,                     # seed, guidance, sampling steps
         1.0, 0.0, 0.0, 17.0, 1.0,      # intensity, smile, smoothing, blinks/min, head motion
+        0.0, 0.0, 0.0,                 # head turn: yaw, pitch, roll (degrees, added on every frame)
         None,                          # or handle_file("clip.mp4"): dub, head and eyes from that video
         api_name="/landmarks")
-    video = client.predict(handle_file("photo.jpg"), handle_file("speech.wav"), handle_file(track_json),
-                           "Fast warp", 256, False, api_name="/render")   # renderer, size, whole photo
+    video, video_file, status = client.predict(
+        handle_file("photo.jpg"), handle_file("speech.wav"), handle_file(track_json),
+        "Fast warp", 256, False, api_name="/render")   # renderer, size, whole photo
 
-* ``/landmarks`` (photo, speech, seed, guidance, steps, intensity, smile, smoothing, blink_rate, head_motion,
-  driving video or None) -> (track JSON file, landmark preview mp4 with audio, timeline plot png, frame png, frame
-  slider update ``{"value", "maximum"}``, status, the five slider values). The same seed gives the same track. With
-  a driving video, the head pose, eyes and brows come from it and mouth and jaw from the speech
+* ``/landmarks`` (photo, speech, seed, guidance, steps, intensity, smile, smoothing, blink_rate, head_motion, yaw,
+  pitch, roll, driving video or None) -> (track JSON file, landmark preview mp4 with audio, timeline plot png, frame
+  png, frame slider update ``{"value", "maximum"}``, status, the eight slider values). The same seed gives the same
+  track. With a driving video, the head pose, eyes and brows come from it and mouth and jaw from the speech
   (``TalkingFacePipeline.dub_landmarks``); its own head motion and blinks replace the sliders' (set to 0).
-* ``/render`` (photo, speech, track JSON file, renderer, size 256|512, whole photo) -> (mp4 with audio, status).
-  Any track in the documented JSON schema works (edited elsewhere, or made for another face: it is retargeted).
-* ``/apply_controls`` (intensity, smile, smoothing, blink_rate, head_motion, frame) re-applies the global controls
-  to the track of the same client's session (after ``/landmarks``; the model does not run again) -> (track JSON,
-  preview, plot, frame png, status). ``/load_track`` (track JSON, photo, speech, frame) makes a track the
-  session's base -> the same outputs as ``/landmarks`` and the five slider values: a track this app exported comes
-  back with its base, sliders and point edits (``info.edits``), so nothing is applied twice; any other track is
-  taken as it is, with the sliders at neutral.
+* ``/render`` (photo, speech, track JSON file, renderer, size 256|512, whole photo) -> (the video, the mp4 to
+  download, status). In the page the video plays while it renders, chunk by chunk, when the server has the ffmpeg
+  and ffprobe programs (:data:`LIVE_RENDER`). Any track in the documented JSON schema works (edited elsewhere, or
+  made for another face: it is retargeted).
+* ``/apply_controls`` (intensity, smile, smoothing, blink_rate, head_motion, yaw, pitch, roll, frame) re-applies the
+  global controls to the track of the same client's session (after ``/landmarks``; the model does not run again) ->
+  (track JSON, preview, plot, frame png, status). ``/pose_keyframe`` (frame, ease radius in frames, yaw, pitch,
+  roll) turns the head on that frame by so much more, eased in and out -> the same outputs. ``/load_track`` (track
+  JSON, photo, speech, frame) makes a track the session's base -> the same outputs as ``/landmarks`` and the eight
+  slider values: a track this app exported comes back with its base, sliders, point edits and pose keyframes
+  (``info.edits``), so nothing is applied twice; any other track is taken as it is, with the sliders at neutral.
 
-Each browser tab keeps its own session (photo, speech, base track, controls, point edits, undo stack, selected
+Each browser tab keeps its own session (photo, speech, base track, controls, edits, undo stack, selected
 point) in a ``gr.State``; see :mod:`pipeline.app_logic`.
 """
 
@@ -48,9 +53,11 @@ import math
 import os
 import random
 import re
+import shutil
 import signal
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -62,7 +69,10 @@ from pipeline.app_logic import (
     NEUTRAL_CONTROLS,
     Controls,
     EditSession,
+    PointEdit,
+    RenderRates,
     click,
+    duration_text,
     exported_track,
     frame_view,
     new_session,
@@ -73,6 +83,7 @@ from pipeline.app_logic import (
     undo,
     with_base,
     with_controls,
+    with_pose_key,
     write_preview,
 )
 from pipeline.audio import load_audio
@@ -81,6 +92,7 @@ from pipeline.errors import InputError
 from pipeline.images import load_image
 from pipeline.landmarks import LandmarkTrack, belongs_to
 from pipeline.loading import load_pipeline
+from pipeline.pipeline_talking_face import RenderStep
 from pipeline.video import extract_track
 
 ROOT = Path(__file__).parent
@@ -98,6 +110,12 @@ MAX_UPLOAD = os.environ.get("TALKING_FACE_MAX_UPLOAD", "200mb")
 #: Longest speech one request of the shared app may animate (the library and CLI take up to MAX_AUDIO_SECONDS):
 #: one request cannot hold the pipeline for long while others wait.
 APP_MAX_SECONDS = float(os.environ.get("TALKING_FACE_APP_MAX_SECONDS", 300))
+#: Whether the video plays while it renders: Gradio's streaming video output needs the ffmpeg and ffprobe programs
+#: (on Spaces, ``packages.txt`` installs them); without them the video appears when it is complete.
+LIVE_RENDER = bool(shutil.which("ffmpeg") and shutil.which("ffprobe"))
+#: What the diffusion renderer costs, shown where a user picks it (bench/speed.py; README).
+DIFFUSION_COST = ("Diffusion: about 0.3 s a frame on a 2-core CPU, so about 8 s for each second of video (a GPU "
+                  "is much faster); the render shows its estimate before it starts")
 
 INSTRUCTIONS = (
     "**1.** Add a portrait and some speech (or pick the example) → **2.** *Generate landmarks* and check the "
@@ -160,6 +178,10 @@ class OutputFiles:
         folder.mkdir(parents=True, exist_ok=True)
         path = Path(tempfile.mkdtemp(dir=folder)) / name
         path.touch()
+        return self.add(path)
+
+    def add(self, path: Path) -> Path:
+        """Count ``path`` (a file written in a folder of :meth:`new`) among the outputs."""
         self.paths.add(str(path))
         return path
 
@@ -241,8 +263,12 @@ def _render_seconds(inputs, track, size: int, full: bool, renderer: str, *_: Any
     return int(20 + inputs.num_frames * per_frame)
 
 
-def _controls(intensity: float, smile: float, smoothing: float, blink_rate: float, head_motion: float) -> Controls:
-    return Controls(float(intensity), float(smile), float(smoothing), float(blink_rate), float(head_motion))
+#: The global sliders, in the order of the page and the API: one per :class:`Controls` field.
+CONTROL_NAMES = tuple(f.name for f in dataclasses.fields(Controls))
+
+
+def _controls(*values: float) -> Controls:
+    return Controls(*(float(v) for v in values))
 
 
 def _preview_outputs(outputs: OutputFiles, session: EditSession, frame: int,
@@ -257,9 +283,8 @@ def _preview_outputs(outputs: OutputFiles, session: EditSession, frame: int,
 
 
 def _slider_values(controls: Controls) -> list[gr.Slider]:
-    """The five global sliders showing ``controls``."""
-    return [gr.Slider(value=v) for v in (controls.intensity, controls.smile, controls.smoothing, controls.blink_rate,
-                                         controls.head_motion)]
+    """The global sliders showing ``controls``."""
+    return [gr.Slider(value=getattr(controls, name)) for name in CONTROL_NAMES]
 
 
 def frame_slider_update(session: EditSession, frame: int) -> gr.Slider:
@@ -268,7 +293,9 @@ def frame_slider_update(session: EditSession, frame: int) -> gr.Slider:
 
 def _status(session: EditSession, note: str = "") -> str:
     track = session.track
-    edits = f", {len(session.edits)} point edit(s)" if session.edits else ""
+    moves = sum(isinstance(e, PointEdit) for e in session.edits)
+    keys = len(session.edits) - moves
+    edits = (f", {moves} point edit(s)" if moves else "") + (f", {keys} pose keyframe(s)" if keys else "")
     text = f"{track.num_frames} frames at {track.fps:g} fps ({track.duration:.1f} s){edits}."
     return f"{note} {text}".strip()
 
@@ -277,6 +304,7 @@ def create_demo(pipe) -> gr.Blocks:
     """The app around a loaded :class:`~pipeline.TalkingFacePipeline` (loaded once, shared read-only)."""
     renderers = _renderers(pipe)
     outputs = OutputFiles()
+    rates = RenderRates()  # seconds a frame, as measured on this server: the estimates shown before a render
     slots = threading.BoundedSemaphore(PIPELINE_CONCURRENCY)  # bounds the work even when Gradio lets go of a job
 
     @_gpu(_landmark_seconds)
@@ -290,10 +318,10 @@ def create_demo(pipe) -> gr.Blocks:
                                        blink_rate=0.0)
 
     @_gpu(_render_seconds)
-    def render_video(inputs, track: LandmarkTrack, size: int, full: bool, renderer: str,
-                     path: str) -> Iterator[tuple[int, int]]:
+    def render_video(inputs, track: LandmarkTrack, size: int, full: bool, renderer: str, path: str,
+                     segments: str | None) -> Iterator[RenderStep]:
         yield from pipe.render_chunks(inputs, track, path, size=int(size), full=bool(full), renderer=renderer,
-                                      generator=torch.Generator().manual_seed(0))
+                                      generator=torch.Generator().manual_seed(0), segments=segments)
 
     def checked(component: gr.components.Component, value: Any) -> Any:
         """What Gradio's own preprocessing gives for a number or slider (bounds, precision), plus finiteness: the
@@ -304,13 +332,13 @@ def create_demo(pipe) -> gr.Blocks:
         return component.preprocess(value)
 
     @_user_errors
-    def generate(photo, speech, seed, guidance, steps, intensity, smile, smoothing, blink_rate, head_motion,
-                 driving_video=None, progress=gr.Progress(track_tqdm=True)):
+    def generate(photo, speech, seed, guidance, steps, intensity, smile, smoothing, blink_rate, head_motion, yaw,
+                 pitch, roll, driving_video=None, progress=gr.Progress(track_tqdm=True)):
+        slider_values = (intensity, smile, smoothing, blink_rate, head_motion, yaw, pitch, roll)
         if photo is None or speech is None:
             raise gr.Error("Add a portrait photo and a speech recording first.", print_exception=False)
-        seed, guidance, steps, intensity, smile, smoothing, blink_rate, head_motion = (
-            checked(c, v) for c, v in zip(numeric_inputs, (seed, guidance, steps, intensity, smile, smoothing,
-                                                            blink_rate, head_motion), strict=True))
+        seed, guidance, steps, *slider_values = (
+            checked(c, v) for c, v in zip(numeric_inputs, (seed, guidance, steps, *slider_values), strict=True))
         with slots:
             progress(0, desc="reading the photo and the speech")
             inputs = _read_inputs(pipe, photo, speech)
@@ -325,7 +353,7 @@ def create_demo(pipe) -> gr.Blocks:
             seed = int(seed or 0)
             base = sample_track(inputs, int(steps), float(guidance), seed, driving)
             base = base.replace(base.frames, seed=seed)  # the track records the seed the page shows
-            controls = _controls(intensity, smile, smoothing, blink_rate, head_motion)
+            controls = _controls(*slider_values)
             if driving is not None:  # the video brings its own head motion and blinks
                 controls = dataclasses.replace(controls, blink_rate=0.0, head_motion=0.0)
             session = new_session(inputs, base, controls, seed=seed, label=_label(photo, speech, seed))
@@ -344,9 +372,10 @@ def create_demo(pipe) -> gr.Blocks:
         return int(min(max(int(frame or 0), 0), session.track.num_frames - 1))
 
     @_user_errors
-    def apply_controls(session, intensity, smile, smoothing, blink_rate, head_motion, frame):
+    def apply_controls(session, intensity, smile, smoothing, blink_rate, head_motion, yaw, pitch, roll, frame):
         session = _require(session)
-        changed = with_controls(session, _controls(intensity, smile, smoothing, blink_rate, head_motion))
+        changed = with_controls(session, _controls(intensity, smile, smoothing, blink_rate, head_motion, yaw, pitch,
+                                                   roll))
         if changed is session:
             return (session,) + (gr.skip(),) * 5
         frame = _clamp(changed, frame)
@@ -401,6 +430,16 @@ def create_demo(pipe) -> gr.Blocks:
             return changed, gr.skip(), gr.skip(), gr.skip(), frame_view(changed, frame), message
         return (changed, *_preview_outputs(outputs, changed, frame), _status(changed, message))
 
+    @_user_errors
+    def on_pose_key(session, frame, key_radius, key_yaw, key_pitch, key_roll):
+        session = _require(session)
+        frame, key_radius = _clamp(session, frame), int(key_radius)
+        changed = with_pose_key(session, frame, (key_yaw, key_pitch, key_roll), key_radius)
+        last = changed.track.num_frames - 1
+        note = (f"Pose keyframe on frame {frame}: yaw {key_yaw:+g}°, pitch {key_pitch:+g}°, roll {key_roll:+g}°, "
+                f"eased over frames {max(0, frame - key_radius)}-{min(last, frame + key_radius)}.")
+        return (changed, *_preview_outputs(outputs, changed, frame), _status(changed, note))
+
     def _restore(session: EditSession, changed: EditSession, frame, note: str):
         sliders = _slider_values(changed.controls)
         if changed is session:
@@ -438,79 +477,120 @@ def create_demo(pipe) -> gr.Blocks:
         with slots:
             inputs = _read_inputs(pipe, photo, speech)
         path = outputs.new(f"{_label(photo, speech, track.info.get('seed'))}.mp4")
-        steps = render_video(inputs, track, int(size), bool(full), RENDERER_NAMES[renderer], str(path))
+        kind, total = RENDERER_NAMES[renderer], inputs.num_frames
+        yield gr.skip(), gr.skip(), (f"Rendering {total} frames, {duration_text(rates.estimate(kind, size, total))}"
+                                     "…")
+        steps = render_video(inputs, track, int(size), bool(full), kind, str(path),
+                             str(path.parent) if LIVE_RENDER else None)
+        done, clock = 0, time.monotonic()
         with contextlib.closing(_holding(slots, steps)) as chunks:  # a cancel stops this between two chunks
-            for done, total in chunks:
-                progress((done, total), desc="render")
-                yield gr.skip(), f"Rendering: {done} of {total} frames…"
-        yield str(path), f"Rendered {inputs.num_frames} frames ({len(inputs.audio) / 16000:.1f} s)."
+            for step in chunks:
+                now = time.monotonic()
+                rates.record(kind, size, step.done - done, now - clock)
+                done, clock = step.done, now
+                left = duration_text(rates.estimate(kind, size, total - done))
+                progress((done, total), desc="render", unit="frames")
+                live = gr.skip() if step.segment is None else str(outputs.add(step.segment))
+                yield live, gr.skip(), f"Rendering: {done} of {total} frames, {left} left…"
+        finished = f"Rendered {total} frames ({len(inputs.audio) / 16000:.1f} s)."
+        yield (gr.skip() if LIVE_RENDER else str(path)), str(path), finished
 
     with gr.Blocks(title="Talking face", delete_cache=(CACHE_SECONDS, CACHE_SECONDS)) as demo:
         session = gr.State(None, time_to_live=CACHE_SECONDS)
         gr.Markdown("## Talking face\n" + INSTRUCTIONS)
+        # the first row holds what a user needs on one 1080-pixel screen: inputs, preview and result
         with gr.Row(equal_height=False):
-            with gr.Column(scale=2, min_width=320):
+            with gr.Column(scale=4, min_width=300):
                 photo = gr.Image(label="Portrait photo", type="filepath", sources=["upload", "webcam", "clipboard"],
-                                 height=300, elem_id="photo")
+                                 height=230, elem_id="photo")
                 speech = gr.Audio(label=f"Speech (up to {APP_MAX_SECONDS:g} s)", type="filepath",
                                   sources=["upload", "microphone"], elem_id="speech")
                 gr.Examples(EXAMPLES, inputs=[photo, speech], label="Example (works offline)",
                             cache_examples=False)
                 with gr.Row():
-                    seed = gr.Number(0, label="Seed", precision=0, minimum=0, scale=1, min_width=100)
-                    variation = gr.Button("Another variation", scale=1, min_width=140)
-                with gr.Accordion("Dub a video (optional)", open=False):
-                    driving_video = gr.Video(label="Driving video: head, eyes and brows from it, the mouth from the "
-                                                   "speech", sources=["upload"], elem_id="driving-video")
-                with gr.Accordion("Sampling", open=False):
-                    guidance = gr.Slider(0.0, 6.0, 2.0, step=0.1, label="Guidance",
-                                         info="How closely the mouth follows the speech (regenerates)")
-                    steps = gr.Slider(2, 50, DEFAULT_STEPS, step=1, label="Sampling steps", info="More is slower")
+                    seed = gr.Number(0, label="Seed", precision=0, minimum=0, scale=1, min_width=90)
+                    variation = gr.Button("Another variation", scale=1, min_width=120)
                 generate_btn = gr.Button("Generate landmarks", variant="primary", elem_id="generate")
-            with gr.Column(scale=3, min_width=400):
-                preview = gr.Video(label="Landmark preview (with the speech)", height=440, elem_id="preview",
+            with gr.Column(scale=5, min_width=340):
+                preview = gr.Video(label="Landmark preview (with the speech)", height=380, elem_id="preview",
                                    interactive=False)
-                plot = gr.Image(label="Timeline", height=220,
-                                interactive=False, buttons=[], format="png", elem_id="timeline")
+                with gr.Row():
+                    undo_btn = gr.Button("Undo", size="sm", min_width=70, elem_id="undo")
+                    redo_btn = gr.Button("Redo", size="sm", min_width=70, elem_id="redo")
+                    reset_btn = gr.Button("Reset edits", size="sm", min_width=90, elem_id="reset")
                 status = gr.Markdown("Add a photo and speech, then click **Generate landmarks**.", label="Status",
                                      elem_id="status")
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=2, min_width=320):
-                gr.Markdown("### Whole track")
-                intensity = gr.Slider(0.0, 2.0, 1.0, step=0.05, label="Mouth and jaw intensity")
-                smile = gr.Slider(-1.0, 1.0, 0.0, step=0.05, label="Smile", info="Mouth corners up (or down)")
-                smoothing = gr.Slider(0.0, 4.0, 0.0, step=0.1, label="Smoothing (frames)")
-                blink_rate = gr.Slider(0.0, 40.0, DEFAULT_BLINK_RATE, step=1, label="Blinks per minute",
-                                       info="People blink about 15-20 times a minute")
-                head_motion = gr.Slider(0.0, 2.0, 1.0, step=0.05, label="Head motion")
-            with gr.Column(scale=3, min_width=400):
-                gr.Markdown("### One frame: click a dot, then where it should go")
-                frame_image = gr.Image(label="Frame (click to edit)", interactive=False, height=420, format="png",
-                                       buttons=["fullscreen"], elem_id="frame")
-                frame = gr.Slider(0, 1, 0, step=1, label="Frame", elem_id="frame-slider")
-                with gr.Row():
-                    radius = gr.Slider(0, 12, 4, step=1, label="Ease over ± frames", scale=2)
-                    undo_btn = gr.Button("Undo", scale=1, min_width=80)
-                    redo_btn = gr.Button("Redo", scale=1, min_width=80)
-                    reset_btn = gr.Button("Reset edits", scale=1, min_width=80)
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=2, min_width=320):
-                gr.Markdown("### Render")
-                # type="binary": the handlers read the JSON bytes (a "filepath" input leaves an empty temp file)
-                track_file = gr.File(label="Landmark track (JSON, to download)", interactive=False, elem_id="track",
-                                     type="binary")
-                upload_track = gr.UploadButton("Upload an edited track (JSON)", file_types=[".json"],
-                                               elem_id="upload-track", size="sm", type="binary")
-                with gr.Row():
-                    renderer = gr.Radio(renderers, value=renderers[0], label="Renderer")
-                    size = gr.Radio([256, 512], value=256, label="Size (pixels)")
-                full = gr.Checkbox(False, label="Whole photo (instead of a square crop around the face)")
+            with gr.Column(scale=5, min_width=340):
+                video = gr.Video(label="Talking face video (plays while it renders)", interactive=False, height=380,
+                                 elem_id="video", streaming=LIVE_RENDER, autoplay=LIVE_RENDER)
                 render_btn = gr.Button("Render video", variant="primary", elem_id="render")
-            with gr.Column(scale=3, min_width=400):
-                video = gr.Video(label="Talking face video", interactive=False, height=384, elem_id="video")
                 render_status = gr.Markdown("", label="Render status", elem_id="render-status")
+                video_file = gr.File(label="Video (mp4, to download)", interactive=False, elem_id="video-file",
+                                     height=60)
+        with gr.Tabs():
+            with gr.Tab("Whole track"):
+                with gr.Row(equal_height=False):
+                    with gr.Column(min_width=300):
+                        intensity = gr.Slider(0.0, 2.0, 1.0, step=0.05, label="Mouth and jaw intensity",
+                                              elem_id="intensity")
+                        smile = gr.Slider(-1.0, 1.0, 0.0, step=0.05, label="Smile",
+                                          info="Mouth corners up (or down)", elem_id="smile")
+                        smoothing = gr.Slider(0.0, 4.0, 0.0, step=0.1, label="Smoothing (frames)")
+                        blink_rate = gr.Slider(0.0, 40.0, DEFAULT_BLINK_RATE, step=1, label="Blinks per minute",
+                                               info="People blink about 15-20 times a minute")
+                    with gr.Column(min_width=300):
+                        head_motion = gr.Slider(0.0, 2.0, 1.0, step=0.05, label="Head motion",
+                                                info="How much the head sways")
+                        yaw = gr.Slider(-30.0, 30.0, 0.0, step=1, label="Head turn (yaw, degrees)",
+                                        info="Positive: the face turns to the photo's right", elem_id="yaw")
+                        pitch = gr.Slider(-20.0, 20.0, 0.0, step=1, label="Head tilt (pitch, degrees)",
+                                          info="Positive: the face tilts down")
+                        roll = gr.Slider(-20.0, 20.0, 0.0, step=1, label="Head roll (degrees)",
+                                         info="Positive: clockwise on screen")
+            with gr.Tab("Frames: move points, key the head pose"):
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=3, min_width=300):
+                        frame_image = gr.Image(label="Frame (click a dot, then where it should go)",
+                                               interactive=False, height=400, format="png", buttons=["fullscreen"],
+                                               elem_id="frame")
+                    with gr.Column(scale=4, min_width=340):
+                        frame = gr.Slider(0, 1, 0, step=1, label="Frame", elem_id="frame-slider")
+                        plot = gr.Image(label="Timeline", height=180, interactive=False, buttons=[], format="png",
+                                        elem_id="timeline")
+                        radius = gr.Slider(0, 12, 4, step=1, label="Point moves ease over ± frames")
+                        with gr.Group():
+                            gr.Markdown("**Head pose on this frame** (added to the track's, eased in and out)")
+                            with gr.Row():
+                                key_yaw = gr.Slider(-30.0, 30.0, 0.0, step=1, label="Yaw", min_width=100)
+                                key_pitch = gr.Slider(-20.0, 20.0, 0.0, step=1, label="Pitch", min_width=100)
+                                key_roll = gr.Slider(-20.0, 20.0, 0.0, step=1, label="Roll", min_width=100)
+                            with gr.Row():
+                                key_radius = gr.Slider(1, 50, 12, step=1, label="Ease over ± frames", scale=2)
+                                pose_key_btn = gr.Button("Add pose keyframe", scale=1, elem_id="pose-key")
+            with gr.Tab("Render settings and track file"):
+                with gr.Row(equal_height=False):
+                    with gr.Column(min_width=300):
+                        renderer = gr.Radio(renderers, value=renderers[0], label="Renderer",
+                                            info=DIFFUSION_COST if DIFFUSION in renderers else None)
+                        size = gr.Radio([256, 512], value=256, label="Size (pixels)")
+                        full = gr.Checkbox(False, label="Whole photo (instead of a square crop around the face)")
+                    with gr.Column(min_width=300):
+                        # type="binary": the handlers read the JSON bytes (a "filepath" input leaves an empty temp
+                        # file)
+                        track_file = gr.File(label="Landmark track (JSON, to download)", interactive=False,
+                                             elem_id="track", type="binary")
+                        upload_track = gr.UploadButton("Upload an edited track (JSON)", file_types=[".json"],
+                                                       elem_id="upload-track", size="sm", type="binary")
+            with gr.Tab("Dub a video"):
+                driving_video = gr.Video(label="Driving video: head, eyes and brows from it, the mouth from the "
+                                               "speech (then Generate landmarks)", sources=["upload"],
+                                         elem_id="driving-video", height=300)
+            with gr.Tab("Sampling"):
+                guidance = gr.Slider(0.0, 6.0, 2.0, step=0.1, label="Guidance",
+                                     info="How closely the mouth follows the speech (regenerates)")
+                steps = gr.Slider(2, 50, DEFAULT_STEPS, step=1, label="Sampling steps", info="More is slower")
 
-        control_inputs = [intensity, smile, smoothing, blink_rate, head_motion]
+        control_inputs = [intensity, smile, smoothing, blink_rate, head_motion, yaw, pitch, roll]
         numeric_inputs = (seed, guidance, steps, *control_inputs)  # a tuple: nothing per-user can go in
         edit_outputs = [session, track_file, preview, plot, frame_image]
         generate_event = dict(
@@ -525,19 +605,21 @@ def create_demo(pipe) -> gr.Blocks:
         variation.click(lambda: random.randrange(2**31 - 1), None, seed, api_visibility="private",
                         queue=False).then(**generate_event, api_visibility="private").failure(**unchanged)
         for slider in control_inputs:
-            slider.release(apply_controls, [session, *control_inputs, frame], [*edit_outputs, status],
-                           api_name="apply_controls" if slider is intensity else None,
-                           api_visibility="public" if slider is intensity else "private", trigger_mode="always_last")
+            # "input": a drag (the last value once it stops), the arrow keys and a number typed then Enter all apply
+            slider.input(apply_controls, [session, *control_inputs, frame], [*edit_outputs, status],
+                         api_name="apply_controls" if slider is intensity else None,
+                         api_visibility="public" if slider is intensity else "private", trigger_mode="always_last",
+                         show_progress="minimal")
         upload_track.upload(load_track, [session, upload_track, photo, speech, frame],
                             [*edit_outputs, frame, status, *control_inputs],
                             api_name="load_track", concurrency_id="pipeline", concurrency_limit=PIPELINE_CONCURRENCY,
                             preprocess=False).failure(**unchanged)
         frame.input(show_frame, [session, frame], [frame_image, plot], show_progress="hidden",
                     trigger_mode="always_last", api_visibility="private")
-        frame.release(show_frame, [session, frame], [frame_image, plot], show_progress="hidden",
-                      api_visibility="private")
         frame_image.select(on_click, [session, frame, radius], [*edit_outputs, status], api_visibility="private",
                            show_progress="minimal")
+        pose_key_btn.click(on_pose_key, [session, frame, key_radius, key_yaw, key_pitch, key_roll],
+                           [*edit_outputs, status], api_name="pose_keyframe")
         redo_btn.click(on_redo, [session, frame], [*edit_outputs, frame, status, *control_inputs],
                        api_visibility="private")
         undo_btn.click(on_undo, [session, frame], [*edit_outputs, frame, status, *control_inputs],
@@ -548,7 +630,7 @@ def create_demo(pipe) -> gr.Blocks:
             component.change(lambda current: gr.skip() if current is None else
                              "New input: click **Generate landmarks** to use it (or *Render video* to apply the "
                              "current track to it).", component, status, queue=False, api_visibility="private")
-        render_btn.click(render, [photo, speech, track_file, renderer, size, full], [video, render_status],
+        render_btn.click(render, [photo, speech, track_file, renderer, size, full], [video, video_file, render_status],
                          api_name="render", concurrency_id="pipeline", concurrency_limit=PIPELINE_CONCURRENCY,
                          preprocess=False).failure(**{**unchanged, "outputs": render_status})
     demo.temp_file_sets.append(outputs.paths)

@@ -337,7 +337,8 @@ def app_cases(f: dict, tmp: Path) -> list[dict]:
     demo = app_module.create_demo(pipe).queue(default_concurrency_limit=4)
     demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
     client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=str(tmp / "downloads"))
-    numbers = [0, 2.0, 2, 1.0, 0.0, 0.0, 0.0, 1.0]  # seed, guidance, steps, intensity, smile, smoothing, blinks, head
+    # seed, guidance, steps, intensity, smile, smoothing, blinks, head motion, yaw, pitch, roll
+    numbers = [0, 2.0, 2, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]
     results = []
 
     def call(group: str, name: str, args: list, api: str, upload: str | None = None, expect: str = "error") -> None:

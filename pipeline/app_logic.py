@@ -2,9 +2,10 @@
 
 One browser tab edits one :class:`EditSession`: the photo and speech it was made for, the *base* track (as the
 landmark model made it, or as uploaded), the global :class:`Controls` (mouth intensity, smile, smoothing, blinks,
-head motion), the per-frame :class:`PointEdit` list and an undo stack. Every change builds a new session (they are
-immutable), so a session can sit in a ``gr.State`` and nothing is shared between users. The shown track is always
-recomputed from the base: ``base -> controls -> point edits`` (:func:`edited_track`), so a slider can be moved
+head motion, head turn), the per-frame edits (:class:`PointEdit` point moves and :class:`PoseKey` head-pose keyframes)
+and an undo stack. Every change builds a new session (they are immutable), so a session can sit in a ``gr.State`` and
+nothing is shared between users. The shown track is always recomputed from the base: ``base -> controls -> edits``
+(:func:`edited_track`), so a slider can be moved
 back and forth without the model running again.
 
 Drawing (:func:`draw_landmarks`, :func:`frame_view`), the preview video (:func:`write_preview`) and the
@@ -13,6 +14,7 @@ mouth-opening / blink plot against the waveform (:func:`plot_timeline`) use nump
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,7 +27,7 @@ from PIL import Image, ImageDraw, ImageFont
 from .audio import SAMPLE_RATE
 from .canonical import from_canonical, to_canonical
 from .defaults import DEFAULT_BLINK_RATE
-from .edits import add_blinks, add_head_motion, move_point, scale_motion, smooth
+from .edits import add_blinks, add_head_motion, eased, move_point, scale_motion, smooth, turn_head
 from .landmarks import LandmarkTrack
 from .regions import EYELID_PAIRS, INNER_LIP_PAIRS, NUM_POINTS
 from .video import Mp4Writer
@@ -72,13 +74,18 @@ class Controls:
     """The app's global sliders. ``intensity`` scales lip and jaw motion (1 = as generated); ``smile`` moves the
     mouth corners out and up (negative: down); ``smoothing`` is a temporal Gaussian sigma in frames;
     ``blink_rate`` adds blinks per minute (the model alone hardly blinks, so by default as often as people do);
-    ``head_motion`` scales an added sway."""
+    ``head_motion`` scales an added sway; ``yaw``, ``pitch`` and ``roll`` turn the head on every frame (degrees, on
+    top of its own pose: positive yaw turns the face to the photo's right, positive pitch tilts it down, positive roll
+    tilts it clockwise on screen)."""
 
     intensity: float = 1.0
     smile: float = 0.0
     smoothing: float = 0.0
     blink_rate: float = DEFAULT_BLINK_RATE
     head_motion: float = 1.0
+    yaw: float = 0.0
+    pitch: float = 0.0
+    roll: float = 0.0
 
 
 #: Controls that leave a track as it is (used for uploaded tracks, which already hold their motion).
@@ -94,6 +101,22 @@ class PointEdit:
     dx: float
     dy: float
     radius: int = 4
+
+
+@dataclass(frozen=True)
+class PoseKey:
+    """A head-pose keyframe: the head turned by ``yaw``, ``pitch``, ``roll`` degrees more on ``frame``, eased in and
+    out over ``radius`` frames each side."""
+
+    frame: int
+    yaw: float
+    pitch: float
+    roll: float
+    radius: int = 12
+
+
+#: What the app's editing tools add to a track, in order: point moves and head-pose keyframes.
+Edit = PointEdit | PoseKey
 
 
 def apply_smile(track: LandmarkTrack, amount: float) -> LandmarkTrack:
@@ -123,23 +146,30 @@ def apply_controls(base: LandmarkTrack, controls: Controls, seed: int = 0) -> La
         track = add_blinks(track, rate_per_minute=controls.blink_rate, seed=seed)
     if controls.head_motion > 0:
         track = add_head_motion(track, controls.head_motion, seed)
+    if controls.yaw or controls.pitch or controls.roll:
+        track = turn_head(track, (controls.yaw, controls.pitch, controls.roll))
     return track if track is not base else base.replace(base.frames.copy())
 
 
-def apply_point_edits(track: LandmarkTrack, edits: Sequence[PointEdit]) -> LandmarkTrack:
-    """Apply per-frame point moves in order (each eased into its neighbouring frames)."""
+def apply_edits(track: LandmarkTrack, edits: Sequence[Edit]) -> LandmarkTrack:
+    """Apply point moves and head-pose keyframes in order (each eased into its neighbouring frames)."""
     for edit in edits:
         if edit.frame >= track.num_frames:
             continue  # the track got shorter (e.g. another recording); the edit no longer applies
+        if isinstance(edit, PoseKey):
+            weights = eased(track.num_frames, edit.frame, edit.radius)[:, None]
+            track = turn_head(track, weights * [edit.yaw, edit.pitch, edit.roll])
+            continue
         target = track.points2d[edit.frame, edit.point] + np.array([edit.dx, edit.dy])
         track = move_point(track, edit.frame, edit.point, target, radius_frames=edit.radius)
     return track
 
 
-def edited_track(base: LandmarkTrack, controls: Controls, edits: Sequence[PointEdit], seed: int = 0) -> LandmarkTrack:
-    """What the user sees and renders: ``base`` with the controls, then the point edits, applied."""
-    track = apply_point_edits(apply_controls(base, controls, seed), edits)
-    info = {"controls": controls.__dict__.copy(), "point_edits": len(edits)}
+def edited_track(base: LandmarkTrack, controls: Controls, edits: Sequence[Edit], seed: int = 0) -> LandmarkTrack:
+    """What the user sees and renders: ``base`` with the controls, then the edits, applied."""
+    track = apply_edits(apply_controls(base, controls, seed), edits)
+    info = {"controls": controls.__dict__.copy(), "point_edits": sum(isinstance(e, PointEdit) for e in edits),
+            "pose_keys": sum(isinstance(e, PoseKey) for e in edits)}
     return track.replace(track.frames, **info)
 
 
@@ -150,15 +180,15 @@ RESTORE_TOLERANCE = 0.05
 
 def exported_track(session: EditSession) -> LandmarkTrack:
     """The track the app hands out (download, render): what is shown, plus ``info["edits"]``: the base track, the
-    controls, the point edits and the seed that make it, so that loading it again restores the sliders
-    (:func:`recorded_edits`) instead of applying them a second time."""
+    controls, the edits (point moves and pose keyframes, in order) and the seed that make it, so that loading it again
+    restores the sliders (:func:`recorded_edits`) instead of applying them a second time."""
     record = {"controls": dict(session.controls.__dict__), "point_edits": [dict(e.__dict__) for e in session.edits],
               "seed": session.seed, "base_frames": np.round(session.base.frames.astype(np.float64), 3).tolist()}
-    return session.track.replace(session.track.frames, edits=record)
+    return session.track.replace(session.track.frames, edits=record, seed=session.seed)
 
 
-def recorded_edits(track: LandmarkTrack) -> tuple[LandmarkTrack, Controls, tuple[PointEdit, ...], int] | None:
-    """``(base, controls, point edits, seed)`` recorded in a track exported by :func:`exported_track`, when applying
+def recorded_edits(track: LandmarkTrack) -> tuple[LandmarkTrack, Controls, tuple[Edit, ...], int] | None:
+    """``(base, controls, edits, seed)`` recorded in a track exported by :func:`exported_track`, when applying
     them to the base gives the track's own frames again; ``None`` for a track without a record, or one changed since
     (edited elsewhere: then its frames are all there is)."""
     record = track.info.get("edits")
@@ -167,8 +197,7 @@ def recorded_edits(track: LandmarkTrack) -> tuple[LandmarkTrack, Controls, tuple
     try:
         base_frames = np.asarray(record["base_frames"], dtype=np.float32)
         controls = Controls(**{key: float(value) for key, value in record["controls"].items()})
-        edits = tuple(PointEdit(int(e["frame"]), int(e["point"]), float(e["dx"]), float(e["dy"]), int(e["radius"]))
-                      for e in record["point_edits"])
+        edits = tuple(_recorded_edit(e) for e in record["point_edits"])
         seed = int(record["seed"])
     except (KeyError, TypeError, ValueError, AttributeError):
         return None
@@ -182,6 +211,15 @@ def recorded_edits(track: LandmarkTrack) -> tuple[LandmarkTrack, Controls, tuple
     if not np.all(np.abs(again.frames - track.frames) <= RESTORE_TOLERANCE):  # also False for NaN
         return None
     return base, controls, edits, seed
+
+
+def _recorded_edit(record: dict) -> Edit:
+    """A point move or pose keyframe from its record in ``info.edits`` (a pose keyframe has no ``point``)."""
+    if "point" in record:
+        return PointEdit(int(record["frame"]), int(record["point"]), float(record["dx"]), float(record["dy"]),
+                         int(record["radius"]))
+    return PoseKey(int(record["frame"]), float(record["yaw"]), float(record["pitch"]), float(record["roll"]),
+                   int(record["radius"]))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -288,7 +326,7 @@ class Snapshot:
     inputs: TalkingFaceInputs
     base: LandmarkTrack
     controls: Controls
-    edits: tuple[PointEdit, ...]
+    edits: tuple[Edit, ...]
     seed: int
 
 
@@ -304,7 +342,7 @@ class EditSession:
     initial_controls: Controls
     view: ViewBox
     track: LandmarkTrack  # edited_track(base, controls, edits, seed), cached
-    edits: tuple[PointEdit, ...] = ()
+    edits: tuple[Edit, ...] = ()
     history: tuple[Snapshot, ...] = field(default=(), repr=False)
     future: tuple[Snapshot, ...] = field(default=(), repr=False)  # what redo brings back, nearest last
     label: str = "talking-face"  # what the session's files are called (the photo, the speech and the seed)
@@ -316,7 +354,7 @@ class EditSession:
 
 
 def new_session(inputs: TalkingFaceInputs, base: LandmarkTrack, controls: Controls, seed: int = 0,
-                edits: tuple[PointEdit, ...] = (), label: str = "talking-face") -> EditSession:
+                edits: tuple[Edit, ...] = (), label: str = "talking-face") -> EditSession:
     """A session editing ``base`` (whose frames are in the photo's pixel space) with ``controls`` and point ``edits``
     applied; ``label`` names its files."""
     view = ViewBox.around(base.points2d, inputs.image_size)
@@ -329,7 +367,7 @@ def _snapshot(session: EditSession) -> Snapshot:
 
 
 def _change(session: EditSession, base: LandmarkTrack | None = None, controls: Controls | None = None,
-            edits: tuple[PointEdit, ...] | None = None, inputs: TalkingFaceInputs | None = None,
+            edits: tuple[Edit, ...] | None = None, inputs: TalkingFaceInputs | None = None,
             record: bool = True) -> EditSession:
     """The session with these parts replaced; ``record``: a new change, undoable, which ends what redo could bring
     back."""
@@ -367,8 +405,19 @@ def with_point_moved(session: EditSession, frame: int, point: int, target: Seque
     return _change(session, edits=session.edits + (edit,))
 
 
+def with_pose_key(session: EditSession, frame: int, angles: Sequence[float], radius: int = 12) -> EditSession:
+    """Turn the head on ``frame`` by ``angles`` (yaw, pitch, roll degrees) more than the shown track has it, easing
+    in and out over ``radius`` frames each side (undoable)."""
+    if not 0 <= frame < session.track.num_frames:
+        raise IndexError(f"frame {frame} is outside the track (0..{session.track.num_frames - 1})")
+    yaw, pitch, roll = (float(a) for a in angles)
+    if not all(np.isfinite((yaw, pitch, roll))):
+        raise ValueError("pose keyframe angles must be finite numbers")
+    return _change(session, edits=session.edits + (PoseKey(int(frame), yaw, pitch, roll, int(radius)),))
+
+
 def with_base(session: EditSession, base: LandmarkTrack, controls: Controls = NEUTRAL_CONTROLS,
-              inputs: TalkingFaceInputs | None = None, edits: tuple[PointEdit, ...] = (),
+              inputs: TalkingFaceInputs | None = None, edits: tuple[Edit, ...] = (),
               seed: int | None = None) -> EditSession:
     """Replace the base track (e.g. an uploaded one, already fitted to the photo of ``inputs``, by default the
     session's own) with ``controls`` and point ``edits`` on it (none by default), drawing blinks and head motion from
@@ -401,7 +450,8 @@ def redo(session: EditSession) -> EditSession:
 
 
 def reset(session: EditSession) -> EditSession:
-    """Drop all point edits and return the controls to their values when the track was made (undoable)."""
+    """Drop all point edits and pose keyframes and return the controls to their values when the track was made
+    (undoable)."""
     if not session.edits and session.controls == session.initial_controls:
         return session
     return _change(session, controls=session.initial_controls, edits=())
@@ -561,3 +611,45 @@ def plot_timeline(audio: np.ndarray, track: LandmarkTrack, frame: int | None = N
         draw.text((min(x + 4, right - 60), top + 2), f"frame {frame}", fill=_CURSOR, font=font)
     draw.rectangle([left, top, right, bottom], outline=(200, 200, 206))
     return np.asarray(image)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Render time estimates
+
+
+#: Seconds a frame at 256² (encoding included) before a server has measured its own: the warp renderer and the
+#: diffusion renderer on one core of the 2-core CPU host (README, "Threads").
+DEFAULT_SECONDS_PER_FRAME = {"warp": 0.006, "diffusion": 0.3}
+
+
+class RenderRates:
+    """How long each renderer takes a frame on this server (at 256²; other sizes scale by area), from what it
+    has rendered so far: the estimate shown before a render starts. Shared by the server's requests (it holds
+    measurements, nothing of any user's), so it is thread-safe."""
+
+    def __init__(self, seconds_per_frame: dict[str, float] | None = None, weight: float = 0.3) -> None:
+        self._rates = dict(DEFAULT_SECONDS_PER_FRAME if seconds_per_frame is None else seconds_per_frame)
+        self._weight = weight  # of each new measurement in the running average
+        self._lock = threading.Lock()
+
+    def estimate(self, renderer: str, size: int, frames: int) -> float:
+        """Seconds ``frames`` frames of ``renderer`` at ``size``² should take."""
+        with self._lock:
+            return self._rates[renderer] * (size / 256) ** 2 * frames
+
+    def record(self, renderer: str, size: int, frames: int, seconds: float) -> None:
+        """``frames`` frames of ``renderer`` at ``size``² took ``seconds``."""
+        if frames <= 0 or not seconds > 0:
+            return
+        rate = seconds / frames / (size / 256) ** 2
+        with self._lock:
+            self._rates[renderer] += self._weight * (rate - self._rates[renderer])
+
+
+def duration_text(seconds: float) -> str:
+    """``"about 40 s"``, ``"about 3 min"``: a time estimate in words."""
+    if seconds < 1.5:
+        return "about a second"
+    if seconds < 90:
+        return f"about {seconds:.0f} s"
+    return f"about {seconds / 60:.0f} min"

@@ -21,6 +21,8 @@ MIN_SIGMA = 1e-3
 #: Frames a blink takes to close and to reopen at 25 fps (scaled with the frame rate).
 BLINK_CLOSE_S = 0.08
 BLINK_OPEN_S = 0.16
+#: The canonical point the head turns about: below the chin and behind it, on the neck.
+NECK_PIVOT = np.array([0.0, 1.6, 0.5])
 
 
 def smooth(track: LandmarkTrack, sigma_frames: float = 1.0) -> LandmarkTrack:
@@ -110,14 +112,17 @@ def move_point(
     position = np.asarray(position, dtype=np.float64)
     delta = np.zeros(3)
     delta[: len(position)] = position - track.frames[frame, point, : len(position)]
-    offsets = np.arange(-radius_frames, radius_frames + 1)
-    weights = 0.5 + 0.5 * np.cos(np.pi * offsets / (radius_frames + 1))
     frames = track.frames.astype(np.float64)
-    for off, weight in zip(offsets, weights, strict=False):
-        f = frame + off
-        if 0 <= f < track.num_frames:
-            frames[f, point] += weight * delta
+    frames[:, point] += eased(track.num_frames, frame, radius_frames)[:, None] * delta
     return track.replace(frames)
+
+
+def eased(num_frames: int, frame: int, radius_frames: int) -> np.ndarray:
+    """``(num_frames,)`` weights: 1 on ``frame``, falling off as a raised cosine to 0 beyond ``radius_frames``
+    frames on each side (an edit on one frame, eased in and out)."""
+    offsets = np.arange(num_frames) - frame
+    weights = 0.5 + 0.5 * np.cos(np.pi * offsets / (radius_frames + 1))
+    return np.where(np.abs(offsets) <= radius_frames, weights, 0.0)
 
 
 def _smooth_wander(num_frames: int, fps: float, rng: np.random.Generator, amplitude: float) -> np.ndarray:
@@ -140,9 +145,31 @@ def head_motion_transforms(num_frames: int, fps: float, seed: int = 0, max_degre
     angles = np.stack([_smooth_wander(num_frames, fps, rng, max_degrees) for _ in range(3)], axis=-1)  # (T, 3)
     shift = np.stack([_smooth_wander(num_frames, fps, rng, max_shift) for _ in range(2)] + [np.zeros(num_frames)], -1)
     scale = 1.0 + _smooth_wander(num_frames, fps, rng, max_scale)
-    pivot = np.array([0.0, 1.6, 0.5])  # below the chin and behind it: the head turns on the neck
-    lin = scale[:, None, None] * rotation_matrix(angles)  # (T, 3, 3)
-    return np.concatenate([lin, (pivot - lin @ pivot + shift)[..., None]], axis=-1)
+    return _about_the_neck(angles, shift, scale)
+
+
+def _about_the_neck(angles: np.ndarray, shift: np.ndarray | None = None,
+                    scale: np.ndarray | None = None) -> np.ndarray:
+    """Canonical-to-canonical transforms ``(T, 3, 4)`` turning the head by ``angles`` ``(T, 3)`` (yaw, pitch, roll
+    in degrees) about :data:`NECK_PIVOT`, then scaling it by ``scale`` ``(T,)`` and shifting it by ``shift``
+    ``(T, 3)``."""
+    lin = rotation_matrix(angles)  # (T, 3, 3)
+    if scale is not None:
+        lin = scale[:, None, None] * lin
+    moved = NECK_PIVOT - lin @ NECK_PIVOT
+    return np.concatenate([lin, (moved if shift is None else moved + shift)[..., None]], axis=-1)
+
+
+def turn_head(track: LandmarkTrack, angles: np.ndarray | Sequence[float]) -> LandmarkTrack:
+    """Turn the head by ``angles`` (degrees ``[yaw, pitch, roll]``: one triple for every frame or ``(T, 3)``, one per
+    frame) on top of each frame's own pose, about the neck; the expression is kept."""
+    angles = np.broadcast_to(np.asarray(angles, dtype=np.float64), (track.num_frames, 3))
+    if not np.isfinite(angles).all():
+        raise ValueError("head turn angles must be finite numbers")
+    if not angles.any():
+        return track.replace(track.frames.copy())
+    canon, matrices = track.canonical()
+    return track.replace(from_canonical(apply_transform(_about_the_neck(angles), canon), matrices))
 
 
 def add_head_motion(track: LandmarkTrack, amount: float = 1.0, seed: int = 0) -> LandmarkTrack:

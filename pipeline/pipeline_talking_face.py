@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import PIL.Image
@@ -72,6 +72,14 @@ DIFFUSION_SETTINGS = {"num_inference_steps": 8, "strength": 0.5, "previous_noise
 #: Frames per chunk of :meth:`TalkingFacePipeline.render_chunks`: a few seconds of work each (the diffusion
 #: renderer takes about 0.2 s a frame on a CPU), so progress is frequent and a stop takes effect soon.
 CHUNK_FRAMES = {"warp": 32, "diffusion": 8}
+
+
+class RenderStep(NamedTuple):
+    """Progress of :meth:`TalkingFacePipeline.render_chunks` after one chunk."""
+
+    done: int  # frames written so far
+    total: int  # frames in all
+    segment: Path | None = None  # the chunk alone, as a playable mp4 (when asked for)
 
 
 @dataclass
@@ -369,24 +377,27 @@ class TalkingFacePipeline(DiffusionPipeline):
         full: bool = False,
         renderer: str = "warp",
         generator: torch.Generator | None = None,
-    ) -> Iterator[tuple[int, int]]:
-        """Render the photo driven by ``track`` into the mp4 ``output_path`` (with the speech), yielding
-        ``(frames written, total)`` after each chunk. The file is complete when the iterator is exhausted; closing
-        it earlier stops the work at the next chunk and deletes the partial file."""
+        segments: str | Path | None = None,
+    ) -> Iterator[RenderStep]:
+        """Render the photo driven by ``track`` into the mp4 ``output_path`` (with the speech), yielding a
+        :class:`RenderStep` (frames written, total, the chunk's own playable segment when a ``segments`` folder is
+        given) after each chunk. The file is complete when the iterator is exhausted; closing it earlier stops the
+        work at the next chunk and deletes the partial file."""
         frames = self.fit_track(track, inputs)
         drawer = self.make_renderer(renderer, size, full, generator)
         context = drawer.prepare(inputs.image, inputs.face.landmarks)
         bar = self.stage_progress_bar(len(frames), "render")
         chunks = iter_render_to_mp4(drawer, context, frames, output_path, inputs.fps, inputs.audio,
-                                    CHUNK_FRAMES[renderer])
+                                    CHUNK_FRAMES[renderer], segments)
         try:
             while True:
                 with stage_threads(renderer):  # while rendering only, not while the caller has the chunk
-                    done = next(chunks, None)
-                if done is None:
+                    step = next(chunks, None)
+                if step is None:
                     return
+                done, segment = step
                 bar.update(done - bar.n)
-                yield done, len(frames)
+                yield RenderStep(done, len(frames), segment)
         finally:
             chunks.close()
             bar.close()

@@ -22,6 +22,7 @@ from pipeline.canonical import inter_ocular
 from pipeline.edits import move_point
 from pipeline.face import FaceDetection
 from pipeline.landmarks import LandmarkTrack
+from pipeline.pipeline_talking_face import CHUNK_FRAMES
 from pipeline.regions import JAW, LOWER_FACE, NOSE
 from pipeline.video import iter_video_frames
 from tests.conftest import speechlike
@@ -122,7 +123,8 @@ def client(app_url):
 def _landmarks(client, media: Path, photo: str = "photo.png", speech: str = "speech.wav", seed: int = 0, **controls):
     from gradio_client import handle_file
 
-    values = {"intensity": 1.0, "smile": 0.0, "smoothing": 0.0, "blink_rate": 0.0, "head_motion": 1.0, **controls}
+    values = {"intensity": 1.0, "smile": 0.0, "smoothing": 0.0, "blink_rate": 0.0, "head_motion": 1.0, "yaw": 0.0,
+              "pitch": 0.0, "roll": 0.0, **controls}
     return client.predict(handle_file(str(media / photo)), handle_file(str(media / speech)), seed, 2.0, 2,
                           *values.values(), api_name="/landmarks")
 
@@ -242,6 +244,37 @@ def test_redo_brings_back_what_undo_took_until_a_new_change(session):
     assert branched.future == () and al.redo(branched) is branched  # a new change ends the redo line
 
 
+def test_head_pose_controls_and_keyframes(session):
+    """Global yaw/pitch/roll offsets and a pose keyframe, eased in and out; both recorded in the exported track, so
+    loading it restores them instead of turning the head twice; undo takes a keyframe back."""
+    turned = al.with_controls(session, replace(session.controls, yaw=12.0, roll=-6.0))
+    change = turned.track.pose[:, :3] - session.track.pose[:, :3]
+    assert np.allclose(change[:, 0], 12.0, atol=1.0) and np.allclose(change[:, 2], -6.0, atol=1.0)
+    keyed = al.with_pose_key(turned, 20, (0.0, 10.0, 0.0), radius=6)
+    pitch = keyed.track.pose[:, 1] - turned.track.pose[:, 1]
+    assert pitch[20] == pytest.approx(10.0, abs=1.0) and pitch.argmax() in range(19, 22)
+    assert np.abs(pitch[:14]).max() < 1e-3 and np.abs(pitch[27:]).max() < 1e-3 and 0 < pitch[16] < pitch[19]
+    assert keyed.edits == (al.PoseKey(20, 0.0, 10.0, 0.0, 6),) and keyed.track.info["pose_keys"] == 1
+    assert np.allclose(al.undo(keyed).track.frames, turned.track.frames)
+    restored = al.recorded_edits(LandmarkTrack.from_dict(al.exported_track(keyed).to_dict(decimals=3)))
+    assert restored is not None
+    base, controls, edits, _ = restored
+    assert controls == keyed.controls and edits == keyed.edits
+    with pytest.raises(IndexError):
+        al.with_pose_key(session, 10_000, (1, 0, 0))
+
+
+def test_render_rates_estimate_from_what_the_server_measured():
+    rates = al.RenderRates({"warp": 0.01, "diffusion": 0.5}, weight=0.5)
+    assert rates.estimate("warp", 256, 100) == pytest.approx(1.0)
+    assert rates.estimate("warp", 512, 100) == pytest.approx(4.0)  # four times the pixels
+    rates.record("diffusion", 256, 10, 2.0)  # 0.2 s a frame measured: halfway there
+    assert rates.estimate("diffusion", 256, 10) == pytest.approx(3.5)
+    rates.record("warp", 256, 0, 1.0)  # nothing rendered: nothing learned
+    assert rates.estimate("warp", 256, 100) == pytest.approx(1.0)
+    assert [al.duration_text(s) for s in (0.4, 42, 600)] == ["about a second", "about 42 s", "about 10 min"]
+
+
 def test_undo_stack_is_bounded_and_with_base_is_undoable(session, talking):
     s = session
     for i in range(al.MAX_UNDO + 5):
@@ -293,7 +326,7 @@ def test_edit_then_render(client, media, tmp_path):
 
     base = LandmarkTrack.load(_landmarks(client, media, head_motion=0.0)[0])
     # a global control, applied to this client's session without running the model again
-    louder_json, *_, status = client.predict(1.8, 0.0, 0.0, 0.0, 0.0, 0, api_name="/apply_controls")
+    louder_json, *_, status = client.predict(1.8, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0, api_name="/apply_controls")
     louder = LandmarkTrack.load(louder_json)
     lower = list(LOWER_FACE)
     assert np.ptp(louder.frames[:, lower], axis=0).mean() > 1.3 * np.ptp(base.frames[:, lower], axis=0).mean()
@@ -304,11 +337,39 @@ def test_edit_then_render(client, media, tmp_path):
     loaded_json, *_ = client.predict(handle_file(str(edited_path)), handle_file(str(media / "photo.png")),
                                      handle_file(str(media / "speech.wav")), 20, api_name="/load_track")
     assert np.allclose(LandmarkTrack.load(loaded_json).frames, edited.frames, atol=0.011)
-    video, message = client.predict(handle_file(str(media / "photo.png")), handle_file(str(media / "speech.wav")),
-                                    handle_file(str(edited_path)), "Fast warp", 256, False, api_name="/render")
-    frames, seconds = imageio_ffmpeg.count_frames_and_secs(_video_path(video))
+    _, video, message = client.predict(handle_file(str(media / "photo.png")), handle_file(str(media / "speech.wav")),
+                                       handle_file(str(edited_path)), "Fast warp", 256, False, api_name="/render")
+    frames, seconds = imageio_ffmpeg.count_frames_and_secs(video)
     assert frames == FRAMES and seconds == pytest.approx(SECONDS, abs=0.05)
     assert f"{FRAMES} frames" in message
+
+
+def test_pose_keyframe_and_live_render(client, media):
+    """A head-pose keyframe through the API; the render streams its chunks (when ffmpeg and ffprobe are installed:
+    what plays in the page) and hands out the whole mp4 to download."""
+    from gradio_client import handle_file
+
+    import app
+
+    base = LandmarkTrack.load(_landmarks(client, media, head_motion=0.0)[0])
+    keyed_json, *_, status = client.predict(25, 10, 0.0, 0.0, 15.0, api_name="/pose_keyframe")
+    keyed = LandmarkTrack.load(keyed_json)
+    roll = keyed.pose[:, 2] - base.pose[:, 2]
+    assert roll[25] == pytest.approx(15.0, abs=1.0) and np.abs(roll[:14]).max() < 0.1
+    assert "Pose keyframe on frame 25" in status and "1 pose keyframe" in status
+    job = client.submit(handle_file(str(media / "photo.png")), handle_file(str(media / "speech.wav")),
+                        handle_file(keyed_json), "Fast warp", 256, False, api_name="/render")
+    _, video, message = job.result()
+    statuses = [update[2] for update in job.outputs()]
+    assert statuses[0].startswith(f"Rendering {FRAMES} frames, about") and f"Rendered {FRAMES} frames" in message
+    assert any(f"of {FRAMES} frames" in s and "left" in s for s in statuses)
+    assert imageio_ffmpeg.count_frames_and_secs(video)[0] == FRAMES
+    streamed = [update[0] for update in job.outputs() if isinstance(update[0], str)]
+    if app.LIVE_RENDER:  # each chunk went out as it was rendered (an HLS playlist the page plays)
+        chunks = -(-FRAMES // CHUNK_FRAMES["warp"])
+        assert len(streamed) == chunks and all(path.endswith(".m3u8") for path in streamed)
+    else:
+        assert streamed == []
 
 
 def test_a_downloaded_track_comes_back_with_its_sliders(client, media):
@@ -324,11 +385,12 @@ def test_a_downloaded_track_comes_back_with_its_sliders(client, media):
     assert made.info["edits"]["controls"]["intensity"] == pytest.approx(1.6)
     loaded = client.predict(handle_file(made_json), handle_file(str(media / "photo.png")),
                             handle_file(str(media / "speech.wav")), 0, api_name="/load_track")
-    loaded_track, sliders = LandmarkTrack.load(loaded[0]), loaded[-5:]
+    loaded_track, sliders = LandmarkTrack.load(loaded[0]), loaded[-8:]
     assert [s if isinstance(s, (int, float)) else s["value"] for s in sliders] == pytest.approx(
-        [1.6, 0.4, 0.0, 10.0, 1.0])
+        [1.6, 0.4, 0.0, 10.0, 1.0, 0.0, 0.0, 0.0])
     assert np.allclose(loaded_track.frames, made.frames, atol=0.05)  # loading alone changes nothing
-    nudged_json, *_ = client.predict(1.6, 0.45, 0.0, 10.0, 1.0, 0, api_name="/apply_controls")  # smile only
+    nudged_json, *_ = client.predict(1.6, 0.45, 0.0, 10.0, 1.0, 0.0, 0.0, 0.0, 0,  # smile only
+                                     api_name="/apply_controls")
     nudged = LandmarkTrack.load(nudged_json)
     assert np.abs(mouth_opening(nudged) - mouth_opening(made)).max() < 0.5  # pixels: intensity not applied twice
     # a track changed elsewhere is taken as it is, with the sliders at neutral
@@ -337,8 +399,8 @@ def test_a_downloaded_track_comes_back_with_its_sliders(client, media):
     foreign = client.predict(handle_file(str(changed.save(media / "changed.json"))),
                              handle_file(str(media / "photo.png")), handle_file(str(media / "speech.wav")), 0,
                              api_name="/load_track")
-    assert [s if isinstance(s, (int, float)) else s["value"] for s in foreign[-5:]] == pytest.approx(
-        [1.0, 0.0, 0.0, 0.0, 0.0])
+    assert [s if isinstance(s, (int, float)) else s["value"] for s in foreign[-8:]] == pytest.approx(
+        [1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
     assert np.allclose(LandmarkTrack.load(foreign[0]).frames, changed.frames, atol=0.011)
 
 
@@ -352,12 +414,12 @@ def test_dubbing_from_a_driving_video(client, media, astronaut, tmp_path):
     with Mp4Writer(tmp_path / "driver.mp4", fps=25) as writer:
         for i in range(FRAMES):
             writer.write(np.roll(astronaut, 2 * i, axis=1))
-    values = [0, 2.0, 2, 1.0, 0.0, 0.0, 17.0, 1.0]
+    values = [0, 2.0, 2, 1.0, 0.0, 0.0, 17.0, 1.0, 0.0, 0.0, 0.0]
     out = client.predict(handle_file(str(media / "photo.png")), handle_file(str(media / "speech.wav")), *values,
                          handle_file(str(tmp_path / "driver.mp4")), api_name="/landmarks")
-    track, status, sliders = LandmarkTrack.load(out[0]), out[5], out[-5:]
+    track, status, sliders = LandmarkTrack.load(out[0]), out[5], out[-8:]
     assert track.info["source"] == "dubbing" and "Dubbed" in status and track.num_frames == FRAMES
-    assert [s if isinstance(s, (int, float)) else s["value"] for s in sliders][3:] == [0.0, 0.0]
+    assert [s if isinstance(s, (int, float)) else s["value"] for s in sliders][3:5] == [0.0, 0.0]
     with Mp4Writer(tmp_path / "wall.mp4", fps=25) as writer:
         writer.write(np.full((10, 200, 200, 3), 120, np.uint8))
     message = _error_message(lambda: client.predict(
@@ -375,11 +437,11 @@ def test_diffusion_renderer_is_offered_and_renders(client, media, tmp_path):
     assert app.DIFFUSION in client.view_api(print_info=False, return_format="str")
     track_json, *_ = _landmarks(client, media)
     args = (handle_file(str(media / "photo.png")), handle_file(str(media / "speech.wav")), handle_file(track_json))
-    video, message = client.predict(*args, app.DIFFUSION, 256, False, api_name="/render")
-    warp_video, _ = client.predict(*args, app.WARP, 256, False, api_name="/render")
-    frames, seconds = imageio_ffmpeg.count_frames_and_secs(_video_path(video))
+    _, video, message = client.predict(*args, app.DIFFUSION, 256, False, api_name="/render")
+    _, warp_video, _ = client.predict(*args, app.WARP, 256, False, api_name="/render")
+    frames, seconds = imageio_ffmpeg.count_frames_and_secs(video)
     assert frames == FRAMES and f"{FRAMES} frames" in message
-    read = [np.stack(list(iter_video_frames(_video_path(v)))) for v in (video, warp_video)]
+    read = [np.stack(list(iter_video_frames(v))) for v in (video, warp_video)]
     assert read[0].shape == read[1].shape and not np.array_equal(read[0], read[1])
 
 

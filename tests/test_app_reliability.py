@@ -191,7 +191,8 @@ def photos(tmp_path_factory, astronaut) -> Path:
 def _landmarks(client, photo: Path, speech: Path, seed: int = 0, **controls):
     from gradio_client import handle_file
 
-    values = {"intensity": 1.0, "smile": 0.0, "smoothing": 0.0, "blink_rate": 0.0, "head_motion": 1.0, **controls}
+    values = {"intensity": 1.0, "smile": 0.0, "smoothing": 0.0, "blink_rate": 0.0, "head_motion": 1.0, "yaw": 0.0,
+              "pitch": 0.0, "roll": 0.0, **controls}
     return client.predict(handle_file(str(photo)), handle_file(str(speech)), seed, 2.0, 2, *values.values(),
                           api_name="/landmarks")
 
@@ -199,8 +200,9 @@ def _landmarks(client, photo: Path, speech: Path, seed: int = 0, **controls):
 def _render(client, photo: Path, speech: Path, track: Path, size: int = 256):
     from gradio_client import handle_file
 
-    return client.predict(handle_file(str(photo)), handle_file(str(speech)), handle_file(str(track)),
-                          "Fast warp", size, False, api_name="/render")
+    _, video, message = client.predict(handle_file(str(photo)), handle_file(str(speech)), handle_file(str(track)),
+                                       "Fast warp", size, False, api_name="/render")
+    return video, message  # the mp4 to download (the first output is what the page plays while it renders)
 
 
 def _paths(value) -> list[str]:
@@ -383,7 +385,7 @@ def test_sessions_keep_their_own_controls(served, photos):
     base_b = LandmarkTrack.load(_landmarks(b, photos / "mirror.png", photos / "speech1.wav", head_motion=0.0)[0])
 
     def controls(client, intensity, smile):
-        track_json = client.predict(intensity, smile, 0.0, 0.0, 0.0, 0, api_name="/apply_controls")[0]
+        track_json = client.predict(intensity, smile, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0, api_name="/apply_controls")[0]
         return LandmarkTrack.load(track_json) if isinstance(track_json, str) else None  # None: gr.skip()
 
     with ThreadPoolExecutor(2) as pool:
@@ -399,7 +401,7 @@ def test_sessions_keep_their_own_controls(served, photos):
     again_b = controls(b, 0.0, 0.5)  # the same controls again: b's session still holds them, nothing changes
     assert again_b is None or np.allclose(again_b.frames, still_b.frames, atol=0.011)
     with pytest.raises(AppError, match="Generate landmarks"):  # a third client has no session of its own yet
-        stranger.predict(1.2, 0.0, 0.0, 0.0, 0.0, 0, api_name="/apply_controls")
+        stranger.predict(1.2, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0, api_name="/apply_controls")
 
 
 def test_app_module_holds_no_per_user_state(served):
@@ -442,7 +444,7 @@ def test_a_vanishing_smoothing_gives_a_result_or_a_readable_error(served, photos
     client = served.client("smoothing")
     _landmarks(client, photos / "astronaut.png", photos / "speech0.wav")
     try:
-        client.predict(1.0, 0.0, 1e-300, 0.0, 0.0, 0, api_name="/apply_controls")
+        client.predict(1.0, 0.0, 1e-300, 0.0, 0.0, 0.0, 0.0, 0.0, 0, api_name="/apply_controls")
     except AppError as exc:
         assert GENERIC_ERROR not in str(exc)
 
@@ -472,7 +474,7 @@ def _landmark_args(photos: Path, photo: str, speech: str) -> list:
     from gradio_client import handle_file
 
     return [handle_file(str(photos / photo)), handle_file(str(photos / speech)), 0, 2.0, 2,
-            1.0, 0.0, 0.0, 0.0, 1.0]
+            1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -528,7 +530,7 @@ def test_upload_names_never_become_paths(served, photos):
         odd_photo.write_bytes(photo)
         odd_speech.write_bytes((photos / "speech0.wav").read_bytes())
         track_json, *_ = client.predict(handle_file(str(odd_photo)), handle_file(str(odd_speech)), 0, 2.0,
-                                        2, 1.0, 0.0, 0.0, 0.0, 1.0, api_name="/landmarks")
+                                        2, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, api_name="/landmarks")
         assert LandmarkTrack.load(track_json).image_size == (512, 512), photo_name
     assert _files_outside(served) - before == set()
     assert not _evil_anywhere(served)
@@ -555,7 +557,7 @@ def _call_landmarks(served, photo: str, speech: Path) -> LandmarkTrack:
     (uploaded_speech,) = response.json()
     data = [{"path": photo, "meta": {"_type": "gradio.FileData"}},
             {"path": uploaded_speech, "meta": {"_type": "gradio.FileData"}}, 0, 2.0, 2,
-            1.0, 0.0, 0.0, 0.0, 1.0, None]  # ... head motion, no driving video
+            1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, None]  # ... head motion, head turn, no driving video
     response = httpx.post(f"{served.url}gradio_api/call/landmarks", json={"data": data}, timeout=30)
     assert response.status_code == 200, f"event: error (HTTP {response.status_code}: {response.text[:300]})"
     text = httpx.get(f"{served.url}gradio_api/call/landmarks/{response.json()['event_id']}", timeout=120).text

@@ -90,3 +90,29 @@ def test_head_motion_moves_the_whole_face_gently(talking):
     assert np.allclose(canon_still, canon_moved, atol=1e-6)  # pose only: the expression is unchanged
     assert np.allclose(add_head_motion(still, 0.0).frames, still.frames)
     assert np.array_equal(add_head_motion(still, 1.0, seed=3).frames, moved.frames)
+
+
+def test_turn_head_changes_the_pose_by_the_angles_and_keeps_the_expression(talking):
+    from pipeline.edits import turn_head
+
+    turned = turn_head(talking, (10.0, -5.0, 8.0))
+    change = turned.pose[:, :3] - talking.pose[:, :3]
+    assert np.allclose(change.mean(axis=0), [10.0, -5.0, 8.0], atol=1.0)
+    assert np.allclose(turned.canonical()[0], talking.canonical()[0], atol=1e-4)  # the same expression
+    per_frame = np.zeros((talking.num_frames, 3))
+    per_frame[20:30, 0] = 15.0
+    keyed = turn_head(talking, per_frame)
+    yaw = keyed.pose[:, 0] - talking.pose[:, 0]
+    assert np.allclose(yaw[20:30], 15.0, atol=1.0) and np.abs(yaw[:20]).max() < 1e-3
+    assert np.allclose(turn_head(talking, (0, 0, 0)).frames, talking.frames)
+    with pytest.raises(ValueError, match="finite"):
+        turn_head(talking, (np.nan, 0, 0))
+
+
+def test_eased_weights_peak_on_the_frame_and_vanish_past_the_radius():
+    from pipeline.edits import eased
+
+    weights = eased(30, 10, 4)
+    assert weights[10] == 1.0 and weights[5] == 0.0 and weights[15] == 0.0 and 0 < weights[6] < weights[8] < 1
+    assert np.allclose(weights[6:10], weights[11:15][::-1])
+    assert eased(5, 0, 10)[0] == 1.0 and eased(5, 0, 10).shape == (5,)

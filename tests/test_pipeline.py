@@ -15,6 +15,7 @@ from PIL import Image
 from pipeline import InputError, LandmarkTrack, TalkingFacePipeline
 from pipeline.cli import main
 from pipeline.loading import resolve_checkpoint
+from pipeline.pipeline_talking_face import CHUNK_FRAMES
 from tests.conftest import get_dummy_components, speechlike
 from tests.test_video import ffprobe_text
 
@@ -224,14 +225,35 @@ def test_render_chunks_progress_and_stop(diffusion_pipe, media, tmp_path):
     track = LandmarkTrack(np.repeat(inputs.face.landmarks[None], 38, axis=0), 25, inputs.image_size,
                           reference=inputs.face.landmarks)
     steps = list(diffusion_pipe.render_chunks(inputs, track, tmp_path / "all.mp4", renderer="diffusion"))
-    assert steps == [(8, 38), (16, 38), (24, 38), (32, 38), (38, 38)]
+    assert [(s.done, s.total, s.segment) for s in steps] == [(8, 38, None), (16, 38, None), (24, 38, None),
+                                                              (32, 38, None), (38, 38, None)]
     assert len(list(iter_video_frames(tmp_path / "all.mp4"))) == 38
     previous = (tmp_path / "all.mp4").read_bytes()
     chunks = diffusion_pipe.render_chunks(inputs, track, tmp_path / "all.mp4", renderer="diffusion")
-    assert next(chunks) == (8, 38) and len(list(tmp_path.glob(".all.*.partial.mp4"))) == 1  # written beside
+    assert next(chunks)[:2] == (8, 38) and len(list(tmp_path.glob(".all.*.partial.mp4"))) == 1  # written beside
     chunks.close()  # what the app does when a render is cancelled
     assert (tmp_path / "all.mp4").read_bytes() == previous  # the earlier good video is untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["all.mp4"]  # and nothing half-written is left
+
+
+def test_render_chunks_also_write_each_chunk_as_a_playable_segment(pipe, media, tmp_path):
+    """Live playback: each chunk as an mp4 of its own with its slice of the speech; together they are the video."""
+    import imageio_ffmpeg
+
+    from pipeline.video import iter_video_frames
+
+    inputs = pipe.prepare(media / "photo.png", media / "speech.wav")
+    track = pipe.generate_landmarks(inputs, num_inference_steps=2, generator=torch.Generator().manual_seed(0))
+    steps = list(pipe.render_chunks(inputs, track, tmp_path / "all.mp4", segments=tmp_path / "live"))
+    chunk = CHUNK_FRAMES["warp"]
+    assert [s.segment.name for s in steps] == [f"segment-{i:04d}.mp4" for i in range(len(steps))]
+    assert len(steps) == -(-inputs.num_frames // chunk)
+    whole = np.stack(list(iter_video_frames(tmp_path / "all.mp4")))
+    parts = [np.stack(list(iter_video_frames(s.segment))) for s in steps]
+    assert [len(p) for p in parts] == [min(chunk, inputs.num_frames - i * chunk) for i in range(len(steps))]
+    assert np.abs(np.concatenate(parts).astype(int) - whole).mean() < 3  # the same frames (each encoded apart)
+    seconds = [imageio_ffmpeg.count_frames_and_secs(s.segment)[1] for s in steps]
+    assert sum(seconds) == pytest.approx(len(inputs.audio) / 16000, abs=0.1)
 
 
 def test_diffusion_renderer_saves_loads_and_runs_from_the_cli(diffusion_pipe, pipe, media, tmp_path, capsys):

@@ -12,7 +12,8 @@ with the mesh front end:
   face measures about 0.5) of each rendered frame to the portrait, median and 90th percentile;
 * ``mouth r`` / ``turn r``: Pearson r of the rendered mouth aperture and yaw with the driver's own (re-tracked
   frames against the driver's tracked ones);
-* ``folds``: frames of the warp in which a destination triangle flips (its signed area turns non-positive).
+* ``folds``: frames of the warp in which a destination triangle folds over (its signed area turns negative), as the
+  track asks for them and as rendered (the renderer unfolds them: ``pipeline.render.warp.unfold``).
 
 Also the warp renderer's speed (frames a second, 256², all pairs) and a contact sheet per pair (driver above,
 rendered below, five frames) in ``--out``, beside ``cross_identity.md`` / ``.json``. The contact sheets show
@@ -37,11 +38,9 @@ from pipeline.canonical import pose_from_transform  # noqa: E402
 from pipeline.face import FaceAnalyzer  # noqa: E402
 from pipeline.images import load_image  # noqa: E402
 from pipeline.landmarks import LandmarkTrack, face_points, retarget  # noqa: E402
-from pipeline.render.warp import WarpRenderer, destinations  # noqa: E402
+from pipeline.render.warp import WarpRenderer, destinations, folded_triangles, track_destinations  # noqa: E402
 from pipeline.video import extract_track, iter_video_frames  # noqa: E402
 from training.metrics import mouth_aperture  # noqa: E402
-
-COLUMNS = ("face", "identity_median", "identity_p90", "mouth_r", "turn_r", "folds")
 
 
 def _r(a: np.ndarray, b: np.ndarray) -> float:
@@ -50,14 +49,12 @@ def _r(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def folded_frames(ctx, frames: np.ndarray) -> int:
-    """Frames whose destination mesh has a triangle with non-positive signed area (all are counter-clockwise on the
-    photo's own layout)."""
-    dst = destinations(ctx, frames)  # (T, V, 2)
-    corners = dst[:, ctx.triangles]  # (T, K, 3, 2)
-    e1, e2 = corners[:, :, 1] - corners[:, :, 0], corners[:, :, 2] - corners[:, :, 0]
-    area = e1[..., 0] * e2[..., 1] - e1[..., 1] * e2[..., 0]  # (T, K)
-    return int((area <= 0).any(axis=1).sum())
+def folded_frames(ctx, frames: np.ndarray) -> tuple[int, int]:
+    """Frames in which a warp triangle folds over (:func:`pipeline.render.warp.folded_triangles`; all are
+    counter-clockwise on the photo's own layout): as the track asks for them, and as rendered (unfolded)."""
+    asked = folded_triangles(ctx, track_destinations(ctx, frames)[0]).any(axis=1)
+    rendered = folded_triangles(ctx, destinations(ctx, frames)).any(axis=1)
+    return int(asked.sum()), int(rendered.sum())
 
 
 def retrack(analyzer: FaceAnalyzer, frames: np.ndarray) -> list:
@@ -115,16 +112,18 @@ def main() -> None:
             "frames": len(rendered), "face": len(ok) / len(rendered),
             "identity_median": float(np.median(distances)) if distances else float("nan"),
             "identity_p90": float(np.percentile(distances, 90)) if distances else float("nan"),
-            "mouth_r": mouth_r, "turn_r": turn_r, "folds": folded_frames(ctx, driven)}
+            "mouth_r": mouth_r, "turn_r": turn_r, **dict(zip(("folds_asked", "folds"), folded_frames(ctx, driven),
+                                                             strict=True))}
         contact_sheet(list(iter_video_frames(video)), rendered, args.out / f"{names[i]}_from_{names[i + 1]}.png")
         print(names[i], "<-", names[i + 1], {k: round(v, 3) for k, v in rows[f"{names[i]} <- {names[i + 1]}"].items()},
               flush=True)
     fps = rendered_frames / render_seconds
     lines = ["| portrait <- driver | frames | face found | identity median | identity p90 | mouth r | turn r | "
-             "frames with folds |", "|---|---|---|---|---|---|---|---|"]
+             "frames with folds asked / rendered |", "|---|---|---|---|---|---|---|---|"]
     for name, r in rows.items():
         lines.append(f"| {name} | {r['frames']} | {r['face']:.1%} | {r['identity_median']:.3f} | "
-                     f"{r['identity_p90']:.3f} | {r['mouth_r']:.3f} | {r['turn_r']:.3f} | {r['folds']} |")
+                     f"{r['identity_p90']:.3f} | {r['mouth_r']:.3f} | {r['turn_r']:.3f} | "
+                     f"{r['folds_asked']} / {r['folds']} |")
     lines.append(f"\nWarp renderer: {fps:.0f} frames/s at 256² over {rendered_frames} frames (this machine).")
     (args.out / "cross_identity.md").write_text("\n".join(lines) + "\n")
     (args.out / "cross_identity.json").write_text(json.dumps({"pairs": rows, "warp_fps": fps}, indent=2))

@@ -103,6 +103,11 @@ LAYOUT_GAP = 0.06
 ANCHORS_PER_SIDE = 5
 #: Destination triangles with less area than this (square pixels) get a plain translation.
 MIN_AREA = 1e-3
+#: Unfolding (:func:`unfold`): relaxation steps towards the neighbours' motion, then halvings towards the head's
+#: motion, then towards the photo's own mesh, at most UNFOLD_MAX_STEPS in all.
+UNFOLD_SMOOTHING_STEPS = 20
+UNFOLD_RIGID_STEPS = 20
+UNFOLD_MAX_STEPS = 80
 
 
 #: Outlines (corner to corner) that get a curve midpoint between each pair of landmarks.
@@ -168,6 +173,7 @@ class WarpContext:
     canvas_size: tuple[int, int]  # width, height of the canvas
     downscale: int  # full mode: photo pixels per canvas pixel (1 unless the region is huge); crop mode: 1
     triangles: np.ndarray  # (K, 3) int32 vertex indices, counter-clockwise on the layout
+    adjacency: np.ndarray  # (N, N) float64: 1 where two vertices share a triangle edge
     mesh: np.ndarray  # (N, 2) float64 canvas positions of the mesh vertices in the photo
     carriers: np.ndarray  # (A,) brow point carrying each crease vertex (vertices FACE_VERTICES : +A)
     num_head: int  # the next num_head vertices move rigidly with the head; the rest are fixed anchors
@@ -373,6 +379,21 @@ def _open_layout(mesh: np.ndarray) -> np.ndarray:
     return layout
 
 
+def _adjacency(triangles: np.ndarray, count: int) -> np.ndarray:
+    """``(count, count)`` 0/1 matrix of the vertices that share a triangle edge."""
+    adjacency = np.zeros((count, count))
+    for a, b in ((0, 1), (1, 2), (2, 0)):
+        adjacency[triangles[:, a], triangles[:, b]] = adjacency[triangles[:, b], triangles[:, a]] = 1.0
+    return adjacency
+
+
+def folded_triangles(ctx: WarpContext, dst: np.ndarray) -> np.ndarray:
+    """``(T, K)`` True where a destination triangle of ``dst`` ``(T, N, 2)`` is folded over (turned over: negative
+    area). A triangle already turned over in the photo's own mesh (a sliver between lips the photo shows crossed)
+    does not count: the warp only keeps what the photo has."""
+    return (signed_areas(dst, ctx.triangles) < -MIN_AREA) & (signed_areas(ctx.mesh, ctx.triangles) >= -MIN_AREA)
+
+
 def _affine_tables(dst: np.ndarray, src: np.ndarray, triangles: np.ndarray) -> np.ndarray:
     """Per-triangle affines from destination to source, ``(T, K + 1, 6)`` float32 rows (ax, bx, cx, ay, by, cy).
 
@@ -399,7 +420,57 @@ def _affine_tables(dst: np.ndarray, src: np.ndarray, triangles: np.ndarray) -> n
 
 
 def destinations(ctx: WarpContext, frames: np.ndarray) -> np.ndarray:
-    """Canvas positions ``(T, N, 2)`` of all mesh vertices for target landmark frames ``(T, 68, 2)``."""
+    """Canvas positions ``(T, N, 2)`` of all mesh vertices for target landmark frames ``(T, 68, 2)``, unfolded
+    (:func:`unfold`)."""
+    dst, rigid = track_destinations(ctx, frames)
+    return unfold(dst, rigid, ctx)
+
+
+def signed_areas(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """Twice the signed area ``(..., K)`` of each triangle (counter-clockwise on the layout: positive)."""
+    corners = points[..., triangles, :]  # (..., K, 3, 2)
+    e1, e2 = corners[..., 1, :] - corners[..., 0, :], corners[..., 2, :] - corners[..., 0, :]
+    return e1[..., 0] * e2[..., 1] - e1[..., 1] * e2[..., 0]
+
+
+def unfold(dst: np.ndarray, rigid: np.ndarray, ctx: WarpContext) -> np.ndarray:
+    """``dst`` ``(T, N, 2)`` changed only where a triangle folds over (negative area: its affine would mirror the
+    photo, the warp's Jacobian changing sign), so that none does.
+
+    Where the track asks for a fold (lips crossing, a brow crease over its eye in a turn, the skull pushed against
+    the border by a tilt), the offending vertices are moved, a little at a time, until no triangle folds: first
+    their motion away from the head's own (``rigid``: the frame's similarity of the stable points applied to the
+    photo's mesh) is relaxed towards their neighbours' (:data:`UNFOLD_SMOOTHING_STEPS`), then shrunk towards the
+    head's (:data:`UNFOLD_RIGID_STEPS`), and last, where even the head's motion folds against the border anchors
+    (which never move), they go back towards where the photo has them; the photo's own mesh folds nothing. Frames
+    without a fold are returned untouched, so the common case costs one area test."""
+    folded = np.flatnonzero(folded_triangles(ctx, dst).any(axis=1))
+    if not len(folded):
+        return dst
+    dst = dst.copy()
+    movable = np.arange(len(ctx.mesh)) < FACE_VERTICES + len(ctx.carriers) + ctx.num_head  # not the anchors
+    for t in folded:
+        points, head = dst[t], rigid[t]
+        for step in range(UNFOLD_MAX_STEPS):
+            bad = folded_triangles(ctx, points[None])[0]
+            if not bad.any():
+                break
+            vertices = np.unique(ctx.triangles[bad])
+            vertices = vertices[movable[vertices]]
+            if step < UNFOLD_SMOOTHING_STEPS:
+                motion = points - head
+                neighbours = ctx.adjacency[vertices] @ motion / ctx.adjacency[vertices].sum(axis=1)[:, None]
+                points[vertices] = head[vertices] + 0.5 * (motion[vertices] + neighbours)
+            elif step < UNFOLD_SMOOTHING_STEPS + UNFOLD_RIGID_STEPS:
+                points[vertices] = 0.5 * (points[vertices] + head[vertices])
+            else:
+                points[vertices] = 0.5 * (points[vertices] + ctx.mesh[vertices])
+    return dst
+
+
+def track_destinations(ctx: WarpContext, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Canvas positions ``(T, N, 2)`` of all mesh vertices for target landmark frames ``(T, 68, 2)`` as the track
+    asks, and where the head's own motion alone (the similarity of the stable points) would put them."""
     landmarks = apply_transform(ctx.to_canvas, frames)
     midpoints = np.einsum("dn,tnj->tdj", MIDPOINT_WEIGHTS, landmarks)
     stable = list(STABLE)
@@ -411,9 +482,12 @@ def destinations(ctx: WarpContext, frames: np.ndarray) -> np.ndarray:
     head = np.einsum("tij,nj->tni", linear, ctx.mesh[start : start + ctx.num_head]) + motion[:, None, :, 2]
     head = np.clip(head, 1.0, np.array(ctx.canvas_size) - 2.0)  # stay inside the fixed border
     anchors = ctx.mesh[start + ctx.num_head :]
-    return np.concatenate(
+    dst = np.concatenate(
         [landmarks, midpoints, creases, head, np.broadcast_to(anchors, (len(frames),) + anchors.shape)], axis=1
     )
+    rigid = np.einsum("tij,nj->tni", linear, ctx.mesh) + motion[:, None, :, 2]
+    rigid[:, start + ctx.num_head :] = anchors
+    return dst, rigid
 
 
 def source_map(
@@ -490,6 +564,7 @@ class WarpRenderer:
         mesh = np.concatenate([face_vertices, head, _anchors(canvas)])
         style = mouth_style(photo, ref)
         lid_colours, lash_colours = _lid_colours(photo, ref)
+        triangles = _triangulate(_open_layout(mesh))
         grid_x, grid_y = np.meshgrid(np.arange(canvas[0], dtype=np.float32), np.arange(canvas[1], dtype=np.float32))
         ctx = WarpContext(
             full=self.full,
@@ -499,7 +574,8 @@ class WarpRenderer:
             to_canvas=to_canvas,
             canvas_size=canvas,
             downscale=downscale,
-            triangles=_triangulate(_open_layout(mesh)),
+            triangles=triangles,
+            adjacency=_adjacency(triangles, len(mesh)),
             mesh=mesh,
             carriers=brows,
             num_head=len(head),

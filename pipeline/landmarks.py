@@ -40,7 +40,7 @@ from .canonical import (
     transform_from_pose,
 )
 from .errors import TrackError
-from .regions import INNER_LIP_PAIRS, NUM_POINTS
+from .regions import INNER_LIP_PAIRS, JAW, LOWER_FACE, NUM_POINTS
 
 FORMAT = "talking-face-landmarks"
 VERSION = 2
@@ -62,6 +62,13 @@ POSE_TOLERANCE = 0.01
 REST_POSE_QUANTILE = 0.5
 #: ...and prefers the first frame when its mouth is within this many inter-ocular distances of the most closed one.
 FIRST_FRAME_TOLERANCE = 0.02
+#: A face whose inner lips are further apart than this (inter-ocular distances) is brought to a closed mouth
+#: (:func:`closed_mouth`) before it is animated. Faces at rest measure up to 0.022 (the portraits in
+#: ../shared/data); the bundled astronaut, smiling with her teeth showing, 0.136.
+OPEN_MOUTH = 0.03
+#: How much of the jaw's drop each lower-lip point follows (the upper lip stays; the jaw line: :func:`opening_weights`).
+LOWER_LIP_WEIGHTS = {55: 0.75, 56: 1.0, 57: 1.0, 58: 1.0, 59: 0.75, 65: 1.0, 66: 1.0, 67: 1.0,
+                     48: 0.5, 54: 0.5, 60: 0.5, 64: 0.5}
 
 
 @dataclass
@@ -301,7 +308,8 @@ def retarget(track: LandmarkTrack, photo_landmarks: np.ndarray, photo_size: tupl
     """Transfer a track's motion onto another face (``photo_landmarks``: ``(68, 3)``, or ``(68, 2)`` lifted).
 
     Expression, in the pose-free space: the driver's canonical offsets from its own neutral face, added to the
-    photo's canonical face. Head motion, relative to the driver's rest pose: rotation ``R_t R_0ᵀ``, scale ratio
+    photo's canonical face, both with the mouth closed (:func:`closed_mouth`: a photo's open mouth closes where the
+    driver's mouth closes). Head motion, relative to the driver's rest pose: rotation ``R_t R_0ᵀ``, scale ratio
     ``s_t / s_0`` and translation ``(t_t - t_0) / s_0`` (in units of the driver's scale), applied about the photo's
     own pose (rotation ``R_t R_0ᵀ R_photo``, in the image's axes; translation times the photo's scale). They are
     scaled by ``head_motion``: the rotation's angle about its axis, the log of the scale ratio and the translation
@@ -312,7 +320,7 @@ def retarget(track: LandmarkTrack, photo_landmarks: np.ndarray, photo_size: tupl
     photo = np.asarray(photo_landmarks, dtype=np.float64)
     photo = lift_to_3d(photo) if photo.shape[-1] == 2 else photo
     photo_canon, photo_to_canon = to_canonical(photo)
-    target_canon = photo_canon[None] + (canon - neutral_canon[None])
+    target_canon = closed_mouth(photo_canon)[None] + (canon - closed_mouth(neutral_canon)[None])
     drive, rest, still = (invert_transform(m) for m in (to_canon, neutral_to_canon, photo_to_canon))  # canon -> px
     drive_scale, rest_scale, photo_scale = (np.cbrt(np.linalg.det(m[..., :3])) for m in (drive, rest, still))
     turn = (drive[:, :, :3] / drive_scale[:, None, None]) @ (rest[:, :3] / rest_scale).T  # R_t R_0ᵀ, (T, 3, 3)
@@ -322,6 +330,38 @@ def retarget(track: LandmarkTrack, photo_landmarks: np.ndarray, photo_size: tupl
     posed[:, :, 3] = still[:, 3] + head_motion * photo_scale / rest_scale * (drive[:, :, 3] - rest[:, 3])
     frames = apply_transform(posed, target_canon)
     return LandmarkTrack(frames, track.fps, photo_size, photo, {**track.info, "retargeted": True})
+
+
+def opening_weights(face: np.ndarray) -> np.ndarray:
+    """``(68,)`` share of a jaw drop each point of the upright ``face`` (canonical, ``(68, 2|3)``) follows: lower lip 1
+    (corners 0.5), upper lip 0, and the jaw line (a LOWER_FACE point) by its height between the mouth corners (0) and
+    the chin (1)."""
+    face = np.asarray(face, dtype=np.float64)
+    weights = np.zeros(NUM_POINTS)
+    for point, weight in LOWER_LIP_WEIGHTS.items():
+        weights[point] = weight
+    corner_y, chin_y = face[[48, 54], 1].mean(), face[8, 1]
+    for point in set(JAW) & set(LOWER_FACE):
+        weights[point] = np.clip((face[point, 1] - corner_y) / max(chin_y - corner_y, 1e-6), 0.0, 1.0)
+    return weights
+
+
+def closed_mouth(face: np.ndarray) -> np.ndarray:
+    """The pose-free ``face`` (canonical, ``(68, 2|3)``) at rest with its mouth closed: the lower inner lip on the
+    upper one, the lower lip and the jaw raised with it (:func:`opening_weights`), everything else as it is.
+
+    Motion is generated and retargeted as offsets from a face at rest; a photo with an open mouth (most portraits
+    that smile or speak, every first frame of a talking clip) would otherwise keep it open on every frame, the
+    closed mouth out of reach. A face whose lips already meet (a gap under :data:`OPEN_MOUTH`) is returned as it
+    is."""
+    face = np.array(face, dtype=np.float64)
+    gap = float(np.mean([face[lower, 1] - face[upper, 1] for upper, lower in INNER_LIP_PAIRS]))
+    if gap <= OPEN_MOUTH:
+        return face
+    face[:, 1] -= gap * opening_weights(face)
+    for upper, lower in INNER_LIP_PAIRS:
+        face[lower, 1] = face[upper, 1]
+    return face
 
 
 def rest_frame(canonical: np.ndarray, pose: np.ndarray) -> int:

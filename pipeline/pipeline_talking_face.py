@@ -36,7 +36,7 @@ from .edits import add_blinks, add_head_motion
 from .errors import InputError
 from .face import FaceAnalyzer, FaceDetection
 from .images import ImageInput, load_image
-from .landmarks import LandmarkTrack, belongs_to, face_points, retarget
+from .landmarks import LandmarkTrack, belongs_to, closed_mouth, face_points, retarget
 from .models.face_renderer import LandmarkFaceRenderer
 from .models.landmark_denoiser import LandmarkDenoiser
 from .motion import generate_motion
@@ -259,6 +259,7 @@ class TalkingFacePipeline(DiffusionPipeline):
         features = self.audio_featurizer(inputs.audio, fps=inputs.fps)  # (T, D)
         face = inputs.points3d
         neutral, to_canon = to_canonical(face)  # (68, 3), (3, 4)
+        neutral = closed_mouth(neutral)  # the motion starts from a closed mouth, whatever the photo's
         scheduler = type(self.scheduler).from_config(self.scheduler.config)  # per call: safe across threads
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator).item())
         bars = []  # the progress bar opens at the first step, when the number of steps is known
@@ -312,7 +313,7 @@ class TalkingFacePipeline(DiffusionPipeline):
             if len(driven) < n:
                 driven = np.concatenate([driven, np.repeat(driven[-1:], n - len(driven), axis=0)])
             canon, to_canon = to_canonical(driven)  # (T, 68, 3), (T, 3, 4)
-            neutral, _ = to_canonical(inputs.points3d)  # (68, 3)
+            neutral = closed_mouth(to_canonical(inputs.points3d)[0])  # (68, 3), as retargeting has it
             lower = list(LOWER_FACE)
             known_mask = np.zeros((n, NUM_POINTS), dtype=bool)
             known_mask[:, list(UPPER_FACE)] = True

@@ -315,6 +315,48 @@ def test_retarget_transfers_mouth_opening_and_head_motion(astronaut_landmarks):
     assert np.allclose(still.points2d[2], photo, atol=1e-3)
 
 
+def _open_mouth(points: np.ndarray, amount: float) -> np.ndarray:
+    """The lower lip and chin dropped by ``amount`` inter-ocular distances (image y)."""
+    out = np.array(points, dtype=np.float64)
+    out[[55, 56, 57, 58, 59, 65, 66, 67, 7, 8, 9], 1] += amount * inter_ocular(points)
+    return out
+
+
+def test_closed_mouth_closes_an_open_photo_mouth_and_keeps_a_closed_one(astronaut_landmarks):
+    from pipeline.landmarks import OPEN_MOUTH, closed_mouth
+
+    rest = closed_mouth(mean_face())  # (the mean face's lips are 0.07 apart)
+    assert np.array_equal(closed_mouth(rest), rest)  # lips that meet are kept as they are
+    speaking, _ = to_canonical(lift_to_3d(astronaut_landmarks))  # she smiles with her teeth showing
+    closed = closed_mouth(speaking)
+    gaps = [closed[lower, 1] - closed[upper, 1] for upper, lower in INNER_LIP_PAIRS]
+    opening = np.mean([speaking[b, 1] - speaking[a, 1] for a, b in INNER_LIP_PAIRS])
+    assert np.allclose(gaps, 0.0) and opening > OPEN_MOUTH
+    upper_face = [i for i in range(48) if i not in JAW]
+    assert np.array_equal(closed[upper_face], speaking[upper_face])  # brows, eyes, nose
+    assert closed[8, 1] == pytest.approx(speaking[8, 1] - opening, abs=0.02)  # the chin comes up with the lip
+    assert np.array_equal(closed[[61, 62, 63]], speaking[[61, 62, 63]])  # the upper lip stays
+
+
+def test_retarget_onto_an_open_mouthed_photo_closes_it_where_the_driver_closes():
+    """Any reference mouth: a photo taken mid-word is driven from a closed mouth, so the driver's rest shuts it and
+    the driver's opening opens it from there (before, the photo's opening was kept on every frame)."""
+    from pipeline.landmarks import closed_mouth
+
+    face = closed_mouth(mean_face())[:, :2] * 100 + 256  # a driver whose lips meet at rest
+    photo = _open_mouth(face, 0.25)
+    frames = np.repeat(face[None], 2, axis=0)
+    frames[1] = _open_mouth(face, 0.2)
+    track = LandmarkTrack(frames, 25, (512, 512), reference=face)
+    out = retarget(track, photo, (512, 512))
+    gap = lambda pts: np.mean([pts[b, 1] - pts[a, 1] for a, b in INNER_LIP_PAIRS])  # noqa: E731
+    iod = inter_ocular(face)
+    assert abs(gap(out.points2d[0])) < 0.01 * iod  # at rest: shut
+    assert gap(out.points2d[1]) == pytest.approx(0.2 * iod, rel=0.1)  # opened by the driver's own amount
+    upper_face = [i for i in range(48) if i not in JAW]
+    assert np.allclose(out.points2d[0, upper_face], photo[upper_face], atol=0.01 * iod)  # brows, eyes: the photo's
+
+
 def test_retarget_turns_the_photo_head_as_the_driver_turns_its_own():
     driver = _turning_track()  # rests facing the camera (its reference); turns and opens its mouth
     photo_angles = np.array([-10.0, 5.0, 12.0])

@@ -39,7 +39,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from pipeline.audio import SAMPLE_RATE, make_audio_features  # noqa: E402
 from pipeline.defaults import DEFAULT_STEPS  # noqa: E402
-from pipeline.regions import JAW, LOWER_FACE  # noqa: E402
+from pipeline.landmarks import opening_weights  # noqa: E402
 from training.data.format import Example, find_examples  # noqa: E402
 from training.metrics import landmark_jitter, mouth_aperture, score  # noqa: E402
 
@@ -50,9 +50,6 @@ DEFAULT_ENERGY_GAIN = 0.10
 ENERGY_RANGE_DB = 30.0
 #: Temporal smoothing of the energy envelope (frames sigma): the jaw cannot follow every syllable edge.
 ENERGY_SMOOTHING = 1.0
-#: How much of the jaw opening each lower-face point follows (the rest of LOWER_FACE, upper lip, stays).
-_LOWER_LIP_WEIGHTS = {55: 0.75, 56: 1.0, 57: 1.0, 58: 1.0, 59: 0.75, 65: 1.0, 66: 1.0, 67: 1.0,
-                      48: 0.5, 54: 0.5, 60: 0.5, 64: 0.5}
 
 METHODS_ORDER = ("static", "energy", "model")
 COLUMNS = (("r0", "r@0", "{:.3f}"), ("best_r", "best r", "{:.3f}"), ("best_lag", "lag", "{:+.1f}"),
@@ -83,19 +80,6 @@ def energy_envelope(audio: np.ndarray, fps: float, num_frames: int) -> np.ndarra
     if ENERGY_SMOOTHING > 0 and num_frames > 1:
         energy = gaussian_filter1d(energy, ENERGY_SMOOTHING, mode="nearest")
     return energy
-
-
-def opening_weights(neutral: np.ndarray) -> np.ndarray:
-    """``(68,)`` share of the jaw drop each point follows: lower lip 1 (corners 0.5), upper lip 0, and the
-    jaw line (a LOWER_FACE point) by its height between the mouth corners (0) and the chin (1)."""
-    neutral = np.asarray(neutral, dtype=np.float64)
-    weights = np.zeros(68)
-    for point, w in _LOWER_LIP_WEIGHTS.items():
-        weights[point] = w
-    corner_y, chin_y = neutral[[48, 54], 1].mean(), neutral[8, 1]
-    for point in set(JAW) & set(LOWER_FACE):
-        weights[point] = np.clip((neutral[point, 1] - corner_y) / max(chin_y - corner_y, 1e-6), 0.0, 1.0)
-    return weights
 
 
 def energy_track(neutral: np.ndarray, energy: np.ndarray, gain: float) -> np.ndarray:

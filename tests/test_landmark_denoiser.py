@@ -298,3 +298,19 @@ def test_bfloat16_mixed_precision_training_step():
     loss.backward()
     optimizer.step()
     assert torch.isfinite(loss) and any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=False))
+
+
+def test_training_data_options_lead_and_pitch_copies():
+    """A data entry's ``lead_seconds`` moves its motion earlier against its audio (real mouths lead the sound);
+    ``pitch_semitones`` adds pitch-shifted copies of its recordings, as long as the original."""
+    from training.train_landmarks import lead_motion, pitch_variants
+
+    motion = np.arange(10, dtype=np.float32)[:, None, None] * np.ones((10, 68, 2), np.float32)
+    led = lead_motion(motion, 2)
+    assert np.array_equal(led[:8], motion[2:]) and np.array_equal(led[8:], motion[[9, 9]])
+    assert lead_motion(motion, 0) is motion and lead_motion(motion, 50).shape == motion.shape
+    tone = np.sin(2 * np.pi * 200 * np.arange(16000) / 16000).astype(np.float32)
+    original, higher = pitch_variants(tone, [3])
+    assert original is tone and higher.shape == tone.shape and higher.dtype == np.float32
+    spectrum = np.abs(np.fft.rfft(higher[4000:12000]))
+    assert np.fft.rfftfreq(8000, 1 / 16000)[spectrum.argmax()] == pytest.approx(200 * 2 ** (3 / 12), rel=0.03)

@@ -20,6 +20,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import librosa
 import numpy as np
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
@@ -28,7 +29,7 @@ from diffusers.training_utils import EMAModel
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.audio import make_audio_features  # noqa: E402
+from pipeline.audio import SAMPLE_RATE, make_audio_features  # noqa: E402
 from pipeline.models import LandmarkDenoiser  # noqa: E402
 from pipeline.motion import random_known_mask, training_loss  # noqa: E402
 from training import loop  # noqa: E402
@@ -86,6 +87,27 @@ class WindowSampler:
         }
 
 
+def lead_motion(motion: np.ndarray, frames: int) -> np.ndarray:
+    """``motion`` made to happen ``frames`` earlier against its audio (the last frame held at the end).
+
+    Real mouths move ahead of the sound they make: on the real training clips the loudness peaks come 1-2 frames
+    after the mouth's opening peaks, on the synthetic corpora (mouth shapes timed from phone boundaries) at 0. A
+    data entry's ``lead_seconds`` gives its synthetic motion that lead, so the model does not learn a late mouth."""
+    if frames <= 0:
+        return motion
+    frames = min(frames, len(motion) - 1)
+    return np.concatenate([motion[frames:], np.repeat(motion[-1:], frames, axis=0)])
+
+
+def pitch_variants(audio: np.ndarray, semitones) -> list[np.ndarray]:
+    """The recording, then a pitch-shifted copy per entry of ``semitones`` (a data entry's ``pitch_semitones``).
+
+    librosa's shift moves the formants with the pitch, like a shorter or longer vocal tract: copies of the few real
+    speakers that sound like other people, so the model has to learn what their mouths do rather than who they are."""
+    return [audio] + [librosa.effects.pitch_shift(audio, sr=SAMPLE_RATE, n_steps=float(s)).astype(np.float32)
+                      for s in semitones]
+
+
 def load_sources(config: dict, featurizer, accelerator
                  ) -> tuple[list[tuple[list[Utterance], float]], dict[str, int], list[str]]:
     """This process's shard of the utterances of each data folder (:func:`training.loop.shard`) with the folder's
@@ -98,9 +120,11 @@ def load_sources(config: dict, featurizer, accelerator
         clip_names += [ex.name for ex in examples if ex.source == "clips"]
         utterances = []
         for ex in loop.shard(examples, accelerator):
-            feats = featurizer(ex.audio, fps=ex.fps)
-            n = min(len(feats), len(ex.canonical))
-            utterances.append(Utterance(ex.canonical[:n] - ex.neutral, ex.neutral, feats[:n]))
+            motion = lead_motion(ex.canonical - ex.neutral, round(entry.get("lead_seconds", 0.0) * ex.fps))
+            for audio in pitch_variants(ex.audio, entry.get("pitch_semitones", ())):
+                feats = featurizer(audio, fps=ex.fps)
+                n = min(len(feats), len(motion))
+                utterances.append(Utterance(motion[:n], ex.neutral, feats[:n]))
         sources.append((utterances, float(entry["weight"])))
     return sources, counts, clip_names
 

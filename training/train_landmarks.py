@@ -91,8 +91,9 @@ def lead_motion(motion: np.ndarray, frames: int) -> np.ndarray:
     """``motion`` made to happen ``frames`` earlier against its audio (the last frame held at the end).
 
     Real mouths move ahead of the sound they make: on the real training clips the loudness peaks come 1-2 frames
-    after the mouth's opening peaks, on the synthetic corpora (mouth shapes timed from phone boundaries) at 0. A
-    data entry's ``lead_seconds`` gives its synthetic motion that lead, so the model does not learn a late mouth."""
+    after the mouth's opening peaks, on the synthetic corpora (mouth shapes timed from phone boundaries) at 0-1. A
+    data entry's ``lead_seconds`` gives its synthetic motion such a lead. Measured (README, lip sync): it did not
+    help people outside the training set on both held-out splits, so no shipped config uses it."""
     if frames <= 0:
         return motion
     frames = min(frames, len(motion) - 1)
@@ -103,7 +104,8 @@ def pitch_variants(audio: np.ndarray, semitones) -> list[np.ndarray]:
     """The recording, then a pitch-shifted copy per entry of ``semitones`` (a data entry's ``pitch_semitones``).
 
     librosa's shift moves the formants with the pitch, like a shorter or longer vocal tract: copies of the few real
-    speakers that sound like other people, so the model has to learn what their mouths do rather than who they are."""
+    speakers that sound like other people, so the model has to learn what their mouths do rather than who they are.
+    Measured (README, lip sync): no gain on the held-out people, so no shipped config uses it."""
     return [audio] + [librosa.effects.pitch_shift(audio, sr=SAMPLE_RATE, n_steps=float(s)).astype(np.float32)
                       for s in semitones]
 

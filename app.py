@@ -278,7 +278,7 @@ def _preview_outputs(outputs: OutputFiles, session: EditSession, frame: int,
     report = None if progress is None else (lambda done, total: progress((done, total), desc="preview"))
     preview = write_preview(session.inputs.image, session.track, session.inputs.audio,
                             outputs.new(f"{session.label}-preview.mp4"), session.view, progress=report)
-    plot = plot_timeline(session.inputs.audio, session.track, frame)
+    plot = plot_timeline(session.inputs.audio, session.track, frame, edits=session.edits)
     return str(track_path), str(preview), plot, frame_view(session, frame)
 
 
@@ -420,7 +420,8 @@ def create_demo(pipe) -> gr.Blocks:
         if session is None:
             return gr.skip(), gr.skip()
         frame = _clamp(session, frame)
-        return frame_view(session, frame), plot_timeline(session.inputs.audio, session.track, frame)
+        return frame_view(session, frame), plot_timeline(session.inputs.audio, session.track, frame,
+                                                         edits=session.edits)
 
     def on_click(session, frame, radius, evt: gr.SelectData):
         session = _require(session)

@@ -548,6 +548,8 @@ _WAVE = (200, 204, 214)
 _MOUTH = (220, 50, 90)
 _EYES = (40, 110, 220)
 _CURSOR = (255, 160, 0)
+_POSE_KEY = (30, 160, 90)
+_POINT_EDIT = (150, 70, 200)
 
 
 def _font(size: int) -> ImageFont.ImageFont:
@@ -558,9 +560,10 @@ def _font(size: int) -> ImageFont.ImageFont:
 
 
 def plot_timeline(audio: np.ndarray, track: LandmarkTrack, frame: int | None = None,
-                  width: int = 960, height: int = 260) -> np.ndarray:
+                  width: int = 960, height: int = 260, edits: Sequence[Edit] = ()) -> np.ndarray:
     """An ``(height, width, 3)`` uint8 chart: the speech waveform (grey) with the mouth opening (red) over it,
-    the eye openness (blue; dips are blinks) below, seconds along the bottom and ``frame`` marked."""
+    the eye openness (blue; dips are blinks) below, seconds along the bottom, ``frame`` marked, and the frames of the
+    ``edits`` ticked along the top (pose keyframes as green triangles, point moves as purple dots)."""
     image = Image.new("RGB", (width, height), _PLOT_BG)
     draw = ImageDraw.Draw(image)
     font = _font(12)
@@ -605,6 +608,13 @@ def plot_timeline(audio: np.ndarray, track: LandmarkTrack, frame: int | None = N
         draw.text((x, top / 2), label, fill=_TEXT, font=font, anchor="lm")
         draw.line([(x - 18, top / 2), (x - 4, top / 2)], fill=colour, width=3)
         x -= 34
+    for edit in edits:
+        if edit.frame < track.num_frames:
+            x = float(x_of((edit.frame + 0.5) / track.fps))
+            if isinstance(edit, PoseKey):
+                draw.polygon([(x - 5, top - 9), (x + 5, top - 9), (x, top - 1)], fill=_POSE_KEY)
+            else:
+                draw.ellipse([x - 3, top - 8, x + 3, top - 2], fill=_POINT_EDIT)
     if frame is not None and track.num_frames:
         x = float(x_of((min(max(frame, 0), track.num_frames - 1) + 0.5) / track.fps))
         draw.line([(x, top), (x, bottom)], fill=_CURSOR, width=2)

@@ -165,6 +165,12 @@ def test_plot_timeline_shape_and_curves(talking):
     red = (image[..., 0] > 190) & (image[..., 1] < 90) & (image[..., 2] < 130)
     blue = (image[..., 2] > 190) & (image[..., 0] < 80)
     assert red.sum() > 200 and blue.sum() > 200
+    keyed = al.plot_timeline(speechlike(talking.duration), talking, frame=10, width=800, height=240,
+                             edits=(al.PoseKey(5, 10.0, 0.0, 0.0), al.PointEdit(30, 57, 0.0, 4.0)))
+    green = (keyed[..., 1] > 140) & (keyed[..., 0] < 60) & (keyed[..., 2] < 110)
+    purple = (keyed[..., 0] > 130) & (keyed[..., 2] > 180) & (keyed[..., 1] < 90)
+    assert green[:24].sum() > 15 and purple[:24].sum() > 10  # ticked above the chart
+    assert not ((image[..., 1] > 140) & (image[..., 0] < 60) & (image[..., 2] < 110))[:24].any()
 
 
 def test_mouth_opening_and_eye_openness(talking):

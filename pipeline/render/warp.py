@@ -14,10 +14,11 @@ records the photo's colours for what a warp cannot show. The mesh has these kind
 
 The topology is a Delaunay triangulation computed once, with the lip, eye, brow and jaw outlines
 forced in as edges (so the upper lip never stretches into the lower one, nor the eyelids into each
-other). :meth:`WarpRenderer.render` then, for each frame, rasterises the destination triangles into an
-index image (folded triangles first, so valid ones win), turns it into a per-pixel source map with a
-table of per-triangle affines and samples the photo with ``cv2.remap``. Last it paints what the photo
-does not have: the inside of a mouth opened wider than the photo's (:mod:`pipeline.render.mouth`) and
+other). :meth:`WarpRenderer.render` then moves the vertices of any triangle the track would fold over until none
+does (:func:`unfold`: the warp's Jacobian never changes sign), and, for each frame, rasterises the destination
+triangles into an index image (folded triangles first, should any be left, so valid ones win), turns it into a
+per-pixel source map with a table of per-triangle affines and samples the photo with ``cv2.remap``. Last it paints
+what the photo does not have: the inside of a mouth opened wider than the photo's (:mod:`pipeline.render.mouth`) and
 the skin of an upper lid closing over the eye, mirrored from under the eye, with a lash line.
 
 Full mode warps a region of the photo at its own resolution; a region over ``MAX_WORK_SIDE`` pixels

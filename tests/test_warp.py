@@ -216,6 +216,29 @@ def test_closed_mouth_hides_teeth(analyzer: FaceAnalyzer, crop256, reference: np
     assert inner_gap(seen) < 0.5 * inner_gap(analyzer.detect(base).landmarks.astype(np.float64))
 
 
+def test_lips_meeting_over_an_open_photo_mouth_leave_no_teeth_line(crop256, reference: np.ndarray) -> None:
+    """The photo's teeth, squashed between lips that meet, would show as a white line along the mouth; the renderer
+    paints closed lips there (a lip-coloured seam with a soft crease). Without the painting the line is there."""
+    renderer, ctx = crop256
+    target = closed(reference)
+    points = renderer.crop_landmarks(ctx, target)
+    line = np.zeros((256, 256), np.uint8)
+    cv2.polylines(line, [np.round(points[[60, 61, 62, 63, 64]]).astype(np.int32)], False, 1, 3)
+    line = line.astype(bool)
+
+    def white(frame: np.ndarray) -> float:
+        return float((frame.min(axis=-1)[line] > 170).mean())
+
+    painted = renderer.render(ctx, target[None])[0]
+    bare = WarpRenderer(256, mouth_fill=False)
+    unpainted = bare.render(bare.prepare(ctx.photo, reference), target[None])[0]
+    assert white(unpainted) > 0.08 and white(painted) < 0.02
+    lips = painted[line].astype(float).mean(axis=0)
+    assert lips[0] > lips[2] + 15  # reddish, like her lips, not grey or white
+    at_rest = renderer.render(ctx, reference[None])[0]  # the photo's own open mouth is left as it is
+    assert np.array_equal(at_rest, WarpRenderer(256).render(ctx, reference[None])[0])
+
+
 def test_blink_closes_the_eyes(analyzer: FaceAnalyzer, crop256, reference: np.ndarray) -> None:
     renderer, ctx = crop256
     base, frame = renderer.render(ctx, np.stack([reference, blinked(reference)]))

@@ -18,8 +18,9 @@ other). :meth:`WarpRenderer.render` then moves the vertices of any triangle the 
 does (:func:`unfold`: the warp's Jacobian never changes sign), and, for each frame, rasterises the destination
 triangles into an index image (folded triangles first, should any be left, so valid ones win), turns it into a
 per-pixel source map with a table of per-triangle affines and samples the photo with ``cv2.remap``. Last it paints
-what the photo does not have: the inside of a mouth opened wider than the photo's (:mod:`pipeline.render.mouth`) and
-the skin of an upper lid closing over the eye, mirrored from under the eye, with a lash line.
+what the photo does not have: the inside of a mouth opened wider than the photo's, closed lips where the lips meet
+over a photo's open mouth (:mod:`pipeline.render.mouth`) and the skin of an upper lid closing over the eye, mirrored
+from under the eye, with a lash line.
 
 Full mode warps a region of the photo at its own resolution; a region over ``MAX_WORK_SIDE`` pixels
 is warped on a grid shrunk by a whole factor, and only the area that moves is enlarged back and
@@ -57,8 +58,10 @@ from .mouth import (
     fill_amount,
     inner_opening,
     mouth_style,
+    paint_lip_seam,
     paint_mouth,
     polygon_pixels,
+    seam_amount,
     smoothstep,
 )
 
@@ -517,7 +520,7 @@ class WarpRenderer:
 
     ``size`` is the side of the output in crop mode; ``full`` pastes the warped face region back into
     the whole photo instead; ``mouth_fill`` paints teeth and a dark cavity into mouths opened wider than
-    the photo's.
+    the photo's, and closed lips where the lips meet over a photo's open mouth.
     """
 
     def __init__(self, size: int = 256, full: bool = False, mouth_fill: bool = True) -> None:
@@ -612,7 +615,9 @@ class WarpRenderer:
             out = np.empty((len(frames),) + ctx.photo.shape, np.uint8)
         else:
             out = np.empty((len(frames), ctx.canvas_size[1], ctx.canvas_size[0], 3), np.uint8)
-        mouth = fill_amount(inner_opening(frames), ctx.photo_opening) if self.mouth_fill else np.zeros(len(frames))
+        openings = inner_opening(frames)
+        mouth = fill_amount(openings, ctx.photo_opening) if self.mouth_fill else np.zeros(len(frames))
+        seams = seam_amount(openings, ctx.photo_opening) if self.mouth_fill else np.zeros(len(frames))
         closure = 1.0 - _eye_openings(frames) / np.maximum(ctx.eye_openings, 1e-6)
         lids = smoothstep(*LID_PAINT_CLOSURE, closure) * (ctx.eye_openings > MIN_EYE_OPENING)
         iods = inter_ocular(face[:, :NUM_POINTS])
@@ -624,6 +629,7 @@ class WarpRenderer:
                 map_x, map_y = source_map(ctx, dst[t], tables[t], (0, 0) + ctx.canvas_size)
                 out[t] = cv2.remap(ctx.source, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             paint_mouth(out[t], face[t, list(INNER_LIP)], float(mouth[t]), float(iods[t]), ctx.style)
+            paint_lip_seam(out[t], face[t, list(INNER_LIP)], float(seams[t]), float(iods[t]), ctx.style)
             for eye, outline in enumerate(UPPER_EYELIDS):
                 creases = face[t, FACE_VERTICES + 4 * eye : FACE_VERTICES + 4 * eye + 4]
                 _paint_eyelid(

@@ -626,10 +626,10 @@ def plot_timeline(audio: np.ndarray, track: LandmarkTrack, frame: int | None = N
 # Render time estimates
 
 
-#: Seconds a frame at 256², encoding included, before a server has measured its own: the warp renderer as the app
-#: ran it in the browser test (50 frames in about 0.3 s, streamed), the diffusion renderer on one core of the 2-core
-#: CPU host (README, "Threads").
-DEFAULT_SECONDS_PER_FRAME = {"warp": 0.006, "diffusion": 0.3}
+#: Seconds a frame at 256², encoding and streaming included, before a server has measured its own: the warp renderer
+#: as the app ran it with the shipped checkpoint on the 2-core CPU host (181 frames in 3.5 s), the diffusion renderer
+#: on one core of that host (README, "Threads").
+DEFAULT_SECONDS_PER_FRAME = {"warp": 0.02, "diffusion": 0.3}
 
 
 class RenderRates:

@@ -15,9 +15,10 @@ with the mesh front end:
 * ``folds``: frames of the warp in which a destination triangle folds over (its signed area turns negative), as the
   track asks for them and as rendered (the renderer unfolds them: ``pipeline.render.warp.unfold``).
 
-Also the warp renderer's speed (frames a second, 256², all pairs) and a contact sheet per pair (driver above,
-rendered below, five frames) in ``--out``, beside ``cross_identity.md`` / ``.json``. The contact sheets show
-``../shared/data`` people: they stay in the git-ignored results folder.
+Also the renderer's speed (frames a second, 256², all pairs; ``--renderer diffusion`` judges the checkpoint's
+diffusion renderer instead of the warp renderer) and a contact sheet per pair (driver above, rendered below, five
+frames) in ``--out``, beside ``cross_identity.md`` / ``.json``. The contact sheets show ``../shared/data`` people:
+they stay in the git-ignored results folder.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from pipeline.face import FaceAnalyzer  # noqa: E402
 from pipeline.images import load_image  # noqa: E402
 from pipeline.landmarks import LandmarkTrack, face_points, retarget  # noqa: E402
 from pipeline.render.warp import WarpRenderer, destinations, folded_triangles, track_destinations  # noqa: E402
+from pipeline.threads import stage_threads  # noqa: E402
 from pipeline.video import extract_track, iter_video_frames  # noqa: E402
 from training.metrics import mouth_aperture  # noqa: E402
 
@@ -55,6 +57,16 @@ def folded_frames(ctx, frames: np.ndarray) -> tuple[int, int]:
     asked = folded_triangles(ctx, track_destinations(ctx, frames)[0]).any(axis=1)
     rendered = folded_triangles(ctx, destinations(ctx, frames)).any(axis=1)
     return int(asked.sum()), int(rendered.sum())
+
+
+def diffusion_renderer(checkpoint: str | None):
+    """The checkpoint's diffusion renderer at 256², with the pipeline's settings and a fixed seed."""
+    import torch
+
+    from pipeline.loading import load_pipeline
+
+    pipe = load_pipeline(checkpoint, warm=False)
+    return pipe.make_renderer("diffusion", 256, generator=torch.Generator().manual_seed(0))
 
 
 def retrack(analyzer: FaceAnalyzer, frames: np.ndarray) -> list:
@@ -77,10 +89,13 @@ def main() -> None:
     parser.add_argument("--clips", type=Path, required=True)
     parser.add_argument("--holdout", required=True, help="comma-separated held-out clip names (at least 2)")
     parser.add_argument("--out", type=Path, default=REPO / "results" / "cross_identity")
+    parser.add_argument("--renderer", choices=("warp", "diffusion"), default="warp",
+                        help="diffusion: the checkpoint's diffusion renderer (warp + refined lower face)")
+    parser.add_argument("--checkpoint", help="pipeline folder for --renderer diffusion (default: checkpoints/)")
     args = parser.parse_args()
     names = args.holdout.split(",")
     analyzer, embedder = FaceAnalyzer(), FaceEmbedder()
-    renderer = WarpRenderer(size=256)
+    renderer = WarpRenderer(size=256) if args.renderer == "warp" else diffusion_renderer(args.checkpoint)
     args.out.mkdir(parents=True, exist_ok=True)
     rows, render_seconds, rendered_frames = {}, 0.0, 0
     for i in range(len(names) - 1):
@@ -92,7 +107,8 @@ def main() -> None:
         driven = retarget(track, face_points(face), (photo.shape[1], photo.shape[0])).points2d
         ctx = renderer.prepare(photo, face.landmarks)
         start = time.perf_counter()
-        rendered = renderer.render(ctx, driven)
+        with stage_threads(args.renderer):
+            rendered = renderer.render(ctx, driven)
         render_seconds += time.perf_counter() - start
         rendered_frames += len(rendered)
         found = retrack(analyzer, rendered)
@@ -112,8 +128,8 @@ def main() -> None:
             "frames": len(rendered), "face": len(ok) / len(rendered),
             "identity_median": float(np.median(distances)) if distances else float("nan"),
             "identity_p90": float(np.percentile(distances, 90)) if distances else float("nan"),
-            "mouth_r": mouth_r, "turn_r": turn_r, **dict(zip(("folds_asked", "folds"), folded_frames(ctx, driven),
-                                                             strict=True))}
+            "mouth_r": mouth_r, "turn_r": turn_r,
+            **dict(zip(("folds_asked", "folds"), folded_frames(getattr(ctx, "warp", ctx), driven), strict=True))}
         contact_sheet(list(iter_video_frames(video)), rendered, args.out / f"{names[i]}_from_{names[i + 1]}.png")
         print(names[i], "<-", names[i + 1], {k: round(v, 3) for k, v in rows[f"{names[i]} <- {names[i + 1]}"].items()},
               flush=True)
@@ -124,7 +140,8 @@ def main() -> None:
         lines.append(f"| {name} | {r['frames']} | {r['face']:.1%} | {r['identity_median']:.3f} | "
                      f"{r['identity_p90']:.3f} | {r['mouth_r']:.3f} | {r['turn_r']:.3f} | "
                      f"{r['folds_asked']} / {r['folds']} |")
-    lines.append(f"\nWarp renderer: {fps:.0f} frames/s at 256² over {rendered_frames} frames (this machine).")
+    lines.append(f"\n{args.renderer.capitalize()} renderer: {fps:.0f} frames/s at 256² over {rendered_frames} frames "
+                 "(this machine).")
     (args.out / "cross_identity.md").write_text("\n".join(lines) + "\n")
     (args.out / "cross_identity.json").write_text(json.dumps({"pairs": rows, "warp_fps": fps}, indent=2))
     print("\n".join(lines))

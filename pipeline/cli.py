@@ -393,7 +393,6 @@ def _generate_one(pipe, generator, args, image: Path, audio: Path, output: Path,
     inputs, track = _generate_track(pipe, generator, args, image, audio)
     if track_out is not None:
         track.save(track_out)
-    output.parent.mkdir(parents=True, exist_ok=True)
     with args.clock("render"):
         pipe.render(inputs, track, size=args.size, full=args.full, output_type="mp4", output_path=output,
                     renderer=args.renderer, generator=generator)

@@ -34,9 +34,6 @@ if TYPE_CHECKING:
 
     from .models.landmark_denoiser import LandmarkDenoiser
 
-#: Points outside the lower face (upper jaw ends, brows, nose, eyes): the audio-independent ones.
-
-
 #: ``on_step(steps_done, steps_total, timestep, sample) -> replacement sample or None``.
 StepCallback = Callable[[int, int, torch.Tensor, torch.Tensor], "torch.Tensor | None"]
 

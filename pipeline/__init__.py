@@ -14,6 +14,7 @@ _EXPORTS = {
     "TalkingFacePipelineOutput": "pipeline.pipeline_talking_face",
     "TalkingFaceInputs": "pipeline.pipeline_talking_face",
     "LandmarkDenoiser": "pipeline.models.landmark_denoiser",
+    "MouthOpeningRegressor": "pipeline.models.mouth_regressor",
     "LandmarkTrack": "pipeline.landmarks",
     "InputError": "pipeline.errors",
 }

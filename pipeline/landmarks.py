@@ -355,13 +355,36 @@ def closed_mouth(face: np.ndarray) -> np.ndarray:
     closed mouth out of reach. A face whose lips already meet (a gap under :data:`OPEN_MOUTH`) is returned as it
     is."""
     face = np.array(face, dtype=np.float64)
-    gap = float(np.mean([face[lower, 1] - face[upper, 1] for upper, lower in INNER_LIP_PAIRS]))
+    gap = float(inner_lip_gap(face))
     if gap <= OPEN_MOUTH:
         return face
     face[:, 1] -= gap * opening_weights(face)
     for upper, lower in INNER_LIP_PAIRS:
         face[lower, 1] = face[upper, 1]
     return face
+
+
+def inner_lip_gap(faces: np.ndarray) -> np.ndarray:
+    """Signed inner-lip opening of upright faces ``(..., 68, 2|3)`` (canonical), ``(...)`` in their units."""
+    faces = np.asarray(faces, dtype=np.float64)
+    return np.mean([faces[..., lower, 1] - faces[..., upper, 1] for upper, lower in INNER_LIP_PAIRS], axis=0)
+
+
+def blend_mouth_opening(motion: np.ndarray, neutral: np.ndarray, opening: np.ndarray, share: float) -> np.ndarray:
+    """``motion`` (canonical offsets ``(T, 68, 2|3)`` from the upright ``neutral`` face) with its mouth opening moved
+    ``share`` of the way to ``opening`` ``(T,)`` (inter-ocular units above ``neutral``'s): the lower lip and the jaw
+    drop or rise by the difference, as :func:`opening_weights` shares a jaw drop out; lip shape, the upper face and
+    the upper lip are kept. ``share`` 0 returns the motion unchanged, 1 gives the opening exactly."""
+    motion = np.array(motion, dtype=np.float64)
+    neutral = np.asarray(neutral, dtype=np.float64)
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"share must be between 0 and 1, not {share!r}")
+    if len(opening) != len(motion):
+        raise ValueError(f"{len(opening)} openings for {len(motion)} frames")
+    current = inner_lip_gap(neutral[None] + motion) - inner_lip_gap(neutral)  # (T,)
+    change = share * (np.asarray(opening, dtype=np.float64) - current)
+    motion[..., 1] += change[:, None] * opening_weights(neutral)[None]
+    return motion
 
 
 def rest_frame(canonical: np.ndarray, pose: np.ndarray) -> int:
@@ -376,7 +399,7 @@ def rest_frame(canonical: np.ndarray, pose: np.ndarray) -> int:
     angles = np.asarray(pose, dtype=np.float64)[:, :3]
     distance = np.linalg.norm(angles - np.median(angles, axis=0)[None], axis=-1)
     candidates = np.flatnonzero(distance <= np.quantile(distance, REST_POSE_QUANTILE))
-    aperture = np.mean([canonical[:, lower, 1] - canonical[:, upper, 1] for upper, lower in INNER_LIP_PAIRS], axis=0)
+    aperture = inner_lip_gap(canonical)
     best = int(candidates[np.argmin(aperture[candidates])])
     if 0 in candidates and aperture[0] <= aperture[best] + FIRST_FRAME_TOLERANCE:
         return 0

@@ -17,6 +17,7 @@ HUB_FILES = ["model_index.json", "*/config.json", "*/scheduler_config.json", "*/
 COMPONENTS = {
     "landmark_denoiser": {("pipeline.models.landmark_denoiser", "LandmarkDenoiser")},
     "face_renderer": {("pipeline.models.face_renderer", "LandmarkFaceRenderer")},
+    "mouth_regressor": {("pipeline.models.mouth_regressor", "MouthOpeningRegressor")},
     "scheduler": None,  # any diffusers scheduler class
     "renderer_scheduler": None,
 }

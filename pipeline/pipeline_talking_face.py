@@ -29,16 +29,17 @@ from diffusers.schedulers import SchedulerMixin
 from diffusers.utils import BaseOutput, replace_example_docstring
 from tqdm.auto import tqdm
 
-from .audio import AudioInput, load_audio, make_audio_features, num_video_frames
+from .audio import AudioInput, LogMelFeatures, load_audio, make_audio_features, num_video_frames
 from .canonical import from_canonical, to_canonical
-from .defaults import DEFAULT_BLINK_RATE, DEFAULT_STEPS, MAX_GUIDANCE, MAX_STEPS
+from .defaults import DEFAULT_BLINK_RATE, DEFAULT_MOUTH_BLEND, DEFAULT_STEPS, MAX_GUIDANCE, MAX_STEPS
 from .edits import add_blinks, add_head_motion
 from .errors import InputError
 from .face import FaceAnalyzer, FaceDetection
 from .images import ImageInput, load_image
-from .landmarks import LandmarkTrack, belongs_to, closed_mouth, face_points, retarget
+from .landmarks import LandmarkTrack, belongs_to, blend_mouth_opening, closed_mouth, face_points, retarget
 from .models.face_renderer import LandmarkFaceRenderer
 from .models.landmark_denoiser import LandmarkDenoiser
+from .models.mouth_regressor import MouthOpeningRegressor
 from .motion import generate_motion
 from .regions import LOWER_FACE, NUM_POINTS, UPPER_FACE
 from .render.diffusion import DiffusionRenderer
@@ -126,13 +127,16 @@ class TalkingFacePipeline(DiffusionPipeline):
         face_renderer ([`LandmarkFaceRenderer`], *optional*): the diffusion renderer's model; without it only the
             warp renderer is available.
         renderer_scheduler ([`SchedulerMixin`], *optional*): the diffusion renderer's sampling scheduler (DDIM).
+        mouth_regressor ([`MouthOpeningRegressor`], *optional*): the mouth opening as a deterministic function of the
+            speech; the generated mouth opening is moved ``mouth_blend`` of the way to it.
         fps (`float`): video frame rate.
         audio_features (`str`): "logmel" or the HuBERT / wav2vec2 model id or folder the denoiser was trained on.
         landmark_backend (`str`): "mesh" (MediaPipe's face mesh, the default) or the optional "dlib" / "fan".
+        mouth_blend (`float`): share of the mouth opening taken from ``mouth_regressor`` (0: the sampled one alone).
     """
 
     model_cpu_offload_seq = "landmark_denoiser->face_renderer"
-    _optional_components = ["face_renderer", "renderer_scheduler"]
+    _optional_components = ["face_renderer", "renderer_scheduler", "mouth_regressor"]
     #: What ``callback_on_step_end`` may see and replace: the landmark sampler's current window (1, W, 68, 2).
     _callback_tensor_inputs = ["sample"]
 
@@ -157,14 +161,19 @@ class TalkingFacePipeline(DiffusionPipeline):
         scheduler: SchedulerMixin,
         face_renderer: LandmarkFaceRenderer | None = None,
         renderer_scheduler: SchedulerMixin | None = None,
+        mouth_regressor: MouthOpeningRegressor | None = None,
         fps: float = 25.0,
         audio_features: str = "logmel",
         landmark_backend: str = "mesh",
+        mouth_blend: float = DEFAULT_MOUTH_BLEND,
     ) -> None:
         super().__init__()
+        if not 0.0 <= mouth_blend <= 1.0:
+            raise ValueError(f"mouth_blend must be between 0 and 1, not {mouth_blend!r}.")
         self.register_modules(landmark_denoiser=landmark_denoiser, scheduler=scheduler, face_renderer=face_renderer,
-                              renderer_scheduler=renderer_scheduler)
-        self.register_to_config(fps=fps, audio_features=audio_features, landmark_backend=landmark_backend)
+                              renderer_scheduler=renderer_scheduler, mouth_regressor=mouth_regressor)
+        self.register_to_config(fps=fps, audio_features=audio_features, landmark_backend=landmark_backend,
+                                mouth_blend=mouth_blend)
         self._lazy_lock = threading.Lock()
         self._face_analyzer: FaceAnalyzer | None = None
         self._audio_featurizer = None
@@ -280,6 +289,7 @@ class TalkingFacePipeline(DiffusionPipeline):
         )
         for bar in bars:
             bar.close()
+        motion = self.blend_mouth(motion, neutral[:, :2], inputs, features)
         motion = np.concatenate([motion, np.zeros(motion.shape[:-1] + (1,))], axis=-1)  # (T, 68, 3): x, y only
         frames = from_canonical(neutral[None] + motion, to_canon)
         track = LandmarkTrack(frames, inputs.fps, inputs.image_size, reference=face,
@@ -323,6 +333,7 @@ class TalkingFacePipeline(DiffusionPipeline):
                 num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, generator=generator,
                 known=canon[..., :2] - neutral[None, :, :2], known_mask=known_mask,
             )
+            motion = self.blend_mouth(motion, neutral[:, :2], inputs)
             canon[:, lower, :2] = neutral[None, lower, :2] + motion[:, lower]
             track = LandmarkTrack(from_canonical(canon, to_canon), inputs.fps, inputs.image_size,
                                   reference=inputs.points3d,
@@ -330,6 +341,20 @@ class TalkingFacePipeline(DiffusionPipeline):
                                         "generated_points": lower, "driven_points": list(UPPER_FACE)})
         self.maybe_free_model_hooks()
         return track
+
+    def blend_mouth(self, motion: np.ndarray, neutral: np.ndarray, inputs: TalkingFaceInputs,
+                    features: np.ndarray | None = None) -> np.ndarray:
+        """Generated ``motion`` ``(T, 68, 2)`` (offsets from the upright ``neutral`` face) with its mouth opening
+        moved ``config.mouth_blend`` of the way to the :class:`MouthOpeningRegressor`'s for the speech (as it was
+        without a regressor). ``features``: the denoiser's audio features, reused when they are log-mel."""
+        if self.mouth_regressor is None or not self.config.mouth_blend:
+            return motion
+        if features is None or self.config.audio_features != "logmel":
+            features = LogMelFeatures()(inputs.audio, fps=inputs.fps)
+        with torch.inference_mode():
+            values = torch.as_tensor(features[: len(motion)], dtype=self.mouth_regressor.dtype)
+            opening = self.mouth_regressor(values.to(self.mouth_regressor.device)).float().cpu().numpy()
+        return blend_mouth_opening(motion, neutral, opening, float(self.config.mouth_blend))
 
     # --- 3. video -------------------------------------------------------------------------------------
     def fitted_track(self, track: LandmarkTrack, inputs: TalkingFaceInputs) -> LandmarkTrack:

@@ -404,3 +404,24 @@ def test_save_is_whole_or_nothing(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         LandmarkTrack(np.full((3, 68, 3), 120.0, np.float32), 25, (512, 512)).save(path)
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["t.json"]
+
+
+def test_blend_mouth_opening_moves_only_the_lower_lip_and_jaw_to_the_asked_opening(astronaut_landmarks):
+    from pipeline.landmarks import blend_mouth_opening, closed_mouth, inner_lip_gap, opening_weights
+
+    neutral = closed_mouth(to_canonical(lift_to_3d(astronaut_landmarks))[0])[:, :2]
+    rng = np.random.default_rng(0)
+    motion = rng.normal(0, 0.01, (20, 68, 2))
+    sampled = inner_lip_gap(neutral[None] + motion) - inner_lip_gap(neutral)
+    asked = np.linspace(0.0, 0.3, 20)
+    assert np.array_equal(blend_mouth_opening(motion, neutral, asked, 0.0), motion)
+    exact = blend_mouth_opening(motion, neutral, asked, 1.0)
+    assert np.allclose(inner_lip_gap(neutral[None] + exact) - inner_lip_gap(neutral), asked)
+    half = blend_mouth_opening(motion, neutral, asked, 0.5)
+    assert np.allclose(inner_lip_gap(neutral[None] + half) - inner_lip_gap(neutral), (sampled + asked) / 2)
+    still = opening_weights(neutral) == 0  # the upper lip, eyes, brows, nose: untouched; x never changes
+    assert np.array_equal(exact[:, still], motion[:, still]) and np.array_equal(exact[..., 0], motion[..., 0])
+    with pytest.raises(ValueError, match="share"):
+        blend_mouth_opening(motion, neutral, asked, 1.5)
+    with pytest.raises(ValueError, match="frames"):
+        blend_mouth_opening(motion, neutral, asked[:5], 0.5)

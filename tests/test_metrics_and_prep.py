@@ -220,8 +220,33 @@ def test_evaluate_with_tiny_random_model(prepared, tmp_path):
     model_dir = tmp_path / "model"
     denoiser.LandmarkDenoiser(window=8, d_model=16, num_layers=1, num_heads=2).save_pretrained(model_dir)
     report = tmp_path / "report"
+    from pipeline.models.mouth_regressor import MouthOpeningRegressor
+
+    MouthOpeningRegressor(context=2).save_pretrained(tmp_path / "regressor")
     assert main(["--data", str(out / "holdout"), "--model", str(model_dir), "--steps", "2",
-                 "--out", str(report)]) == 0
-    assert "| model |" in (report / "landmarks.md").read_text()
-    model = json.loads((report / "landmarks.json").read_text())["methods"]["model"]["clips"]["talker_a"]
+                 "--mouth-regressor", str(tmp_path / "regressor"), "--out", str(report)]) == 0
+    table = (report / "landmarks.md").read_text()
+    assert all(f"| {m} |" in table for m in ("model", "regressor", "model+regressor")) and "## Median" in table
+    methods = json.loads((report / "landmarks.json").read_text())["methods"]
+    model = methods["model"]["clips"]["talker_a"]
     assert model["frames"] == 13 and np.isfinite([model["lmd"], model["r0"], model["jitter"]]).all()
+    assert methods["model+regressor"]["clips"]["talker_a"]["lmd"] != model["lmd"]  # the opening was mixed in
+
+
+def test_silent_frames_and_the_silent_mouth():
+    """Silence is runs of 200 ms or more far under the loud frames; the silent-mouth figure is how much wider the
+    predicted mouth is there than the real one."""
+    from training.evaluate_landmarks import silent_frames
+    from training.metrics import silent_opening
+
+    voice = (0.3 * np.sin(2 * np.pi * 180 * np.arange(16000) / 16000)).astype(np.float32)  # 1 s, steady
+    audio = np.concatenate([voice, np.zeros(8000, np.float32), voice])
+    silent = silent_frames(audio, 25.0, 63)
+    assert not silent[:24].any() and silent[27:36].all() and not silent[39:].any()
+    quick_stop = np.concatenate([voice, np.zeros(1600, np.float32), voice])
+    assert not silent_frames(quick_stop, 25.0, 52).any()  # 100 ms is a stop within a word, not silence
+    real = np.repeat(mean_face()[None, :, :2], 63, axis=0)
+    pred = real.copy()
+    pred[:, [65, 66, 67], 1] += 0.05  # 0.05 IOD wider everywhere
+    assert silent_opening(pred, real, silent) == pytest.approx(0.05)
+    assert np.isnan(silent_opening(pred, real, np.zeros(63, bool)))

@@ -28,18 +28,20 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
+from scipy.ndimage import binary_opening, gaussian_filter1d
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.audio import SAMPLE_RATE, make_audio_features  # noqa: E402
 from pipeline.defaults import DEFAULT_STEPS  # noqa: E402
-from pipeline.landmarks import opening_weights  # noqa: E402
+from pipeline.defaults import DEFAULT_MOUTH_BLEND  # noqa: E402
+from pipeline.landmarks import blend_mouth_opening, opening_weights  # noqa: E402
 from training.data.format import Example, find_examples  # noqa: E402
 from training.metrics import landmark_jitter, mouth_aperture, score  # noqa: E402
 
@@ -50,10 +52,16 @@ DEFAULT_ENERGY_GAIN = 0.10
 ENERGY_RANGE_DB = 30.0
 #: Temporal smoothing of the energy envelope (frames sigma): the jaw cannot follow every syllable edge.
 ENERGY_SMOOTHING = 1.0
+#: Silence, for the silent-mouth column: frames at least 27 dB under the utterance's loud frames (energy envelope
+#: below 0.1)...
+SILENT_ENERGY = 0.1
+#: ...in runs of at least this many frames (200 ms at 25 fps; shorter gaps are stops within words).
+MIN_SILENT_FRAMES = 5
 
-METHODS_ORDER = ("static", "energy", "model")
+METHODS_ORDER = ("static", "energy", "regressor", "model", "model+regressor")
 COLUMNS = (("r0", "r@0", "{:.3f}"), ("best_r", "best r", "{:.3f}"), ("best_lag", "lag", "{:+.1f}"),
-           ("lmd_motion", "LMD-motion", "{:.4f}"), ("lmd", "LMD", "{:.4f}"), ("jitter", "jitter", "{:.4f}"))
+           ("lmd_motion", "LMD-motion", "{:.4f}"), ("lmd", "LMD", "{:.4f}"), ("jitter", "jitter", "{:.4f}"),
+           ("silent_opening", "silent +open", "{:+.4f}"))
 
 Predictor = Callable[[Example], np.ndarray]
 
@@ -80,6 +88,14 @@ def energy_envelope(audio: np.ndarray, fps: float, num_frames: int) -> np.ndarra
     if ENERGY_SMOOTHING > 0 and num_frames > 1:
         energy = gaussian_filter1d(energy, ENERGY_SMOOTHING, mode="nearest")
     return energy
+
+
+def silent_frames(audio: np.ndarray, fps: float, num_frames: int) -> np.ndarray:
+    """``(num_frames,)`` mask of the frames in silence: :data:`SILENT_ENERGY`, runs of :data:`MIN_SILENT_FRAMES`."""
+    quiet = energy_envelope(audio, fps, num_frames) < SILENT_ENERGY
+    if num_frames < MIN_SILENT_FRAMES:
+        return np.zeros(num_frames, dtype=bool)
+    return binary_opening(quiet, structure=np.ones(MIN_SILENT_FRAMES, dtype=bool))
 
 
 def energy_track(neutral: np.ndarray, energy: np.ndarray, gain: float) -> np.ndarray:
@@ -145,9 +161,34 @@ def _feature_spec(model, folder: Path, override: str | None) -> str | None:
     return spec
 
 
+def mouth_opening_predictor(folder: Path) -> Callable[[Example], np.ndarray]:
+    """The saved ``MouthOpeningRegressor`` in ``folder``: a clip's mouth opening above rest ``(T,)``."""
+    import torch
+
+    from pipeline.models.mouth_regressor import MouthOpeningRegressor
+
+    model = MouthOpeningRegressor.from_pretrained(folder, use_safetensors=True).eval()
+    features = make_audio_features("logmel")
+
+    def opening(ex: Example) -> np.ndarray:
+        with torch.inference_mode():
+            return model(torch.from_numpy(features(ex.audio, ex.fps)[: len(ex.canonical)])).numpy()
+
+    return opening
+
+
+def regressor_predictor(folder: Path) -> Predictor:
+    """The face at rest with only its mouth opening, as the ``MouthOpeningRegressor`` in ``folder`` gives it."""
+    opening = mouth_opening_predictor(folder)
+    return lambda ex: ex.neutral[None] + blend_mouth_opening(np.zeros_like(ex.canonical), ex.neutral,
+                                                              opening(ex), 1.0)
+
+
 def model_predictor(folder: Path, steps: int = 10, guidance: float = 2.0, seed: int = 0,
-                    audio_features: str | None = None, device: str = "cpu") -> Predictor:
-    """Predict with a saved ``LandmarkDenoiser``: neutral + sampled offsets (one seeded generator per clip)."""
+                    audio_features: str | None = None, device: str = "cpu",
+                    mouth_regressor: Path | None = None, mouth_blend: float = 0.0) -> Predictor:
+    """Predict with a saved ``LandmarkDenoiser``: neutral + sampled offsets (one seeded generator per clip), their
+    mouth opening moved ``mouth_blend`` of the way to a ``MouthOpeningRegressor``'s, as the pipeline does."""
     import torch
 
     from pipeline.models.landmark_denoiser import LandmarkDenoiser
@@ -163,12 +204,15 @@ def model_predictor(folder: Path, steps: int = 10, guidance: float = 2.0, seed: 
                          f"{features.dim}. Name the right ones with --audio-features.")
 
     overlap = min(10, model.config.window // 2)  # generate_motion's default, for windows of 20 frames or more
+    opening = mouth_opening_predictor(mouth_regressor) if mouth_regressor is not None and mouth_blend else None
 
     def predict(ex: Example) -> np.ndarray:
         feats = features(ex.audio, ex.fps)[: len(ex.canonical)]
         generator = torch.Generator(device).manual_seed(seed)
         offsets = generate_motion(model, scheduler, feats, ex.neutral, num_inference_steps=steps,
                                   guidance_scale=guidance, generator=generator, overlap=overlap)
+        if opening is not None:
+            offsets = blend_mouth_opening(offsets, ex.neutral, opening(ex), mouth_blend)
         return ex.neutral[None].astype(np.float64) + offsets
 
     return predict
@@ -187,19 +231,26 @@ def evaluate(examples: list[Example], predictors: dict[str, Predictor], max_lag:
         for ex in examples:
             pred = np.asarray(predict(ex), dtype=np.float64)
             assert pred.shape == ex.canonical.shape, f"{method} gave {pred.shape} for {ex.canonical.shape}"
-            clips[ex.name] = {"frames": len(ex.canonical), **score(pred, ex.canonical, ex.neutral, ex.neutral, max_lag)}
-        results[method] = {"clips": clips, "mean": _mean(clips)}
+            silent = silent_frames(ex.audio, ex.fps, len(ex.canonical))
+            clips[ex.name] = {"frames": len(ex.canonical),
+                              **score(pred, ex.canonical, ex.neutral, ex.neutral, max_lag, silent)}
+        results[method] = {"clips": clips, "mean": _summary(clips, np.nanmean),
+                           "median": _summary(clips, np.nanmedian)}
     real = {ex.name: {"frames": len(ex.canonical), "r0": 1.0, "best_r": 1.0, "best_lag": 0, "lmd_motion": 0.0,
-                      "lmd": 0.0, "jitter": landmark_jitter(ex.canonical),
+                      "lmd": 0.0, "jitter": landmark_jitter(ex.canonical), "silent_opening": 0.0,
                       "aperture_mean": float(mouth_aperture(ex.canonical).mean()),
                       "aperture_std": float(mouth_aperture(ex.canonical).std())} for ex in examples}
-    results["real"] = {"clips": real, "mean": _mean(real)}
+    results["real"] = {"clips": real, "mean": _summary(real, np.nanmean), "median": _summary(real, np.nanmedian)}
     return results
 
 
-def _mean(clips: dict[str, dict]) -> dict[str, float]:
+def _summary(clips: dict[str, dict], over: Callable[[np.ndarray], float]) -> dict[str, float]:
+    """Each metric taken ``over`` the clips (NaN, a clip without silence, left out)."""
     keys = next(iter(clips.values())).keys() if clips else ()
-    return {k: float(np.mean([c[k] for c in clips.values()])) for k in keys if k != "frames"}
+    with warnings.catch_warnings():  # a metric that is NaN on every clip stays NaN, quietly
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return {k: float(over(np.array([c[k] for c in clips.values()], dtype=np.float64)))
+                for k in keys if k != "frames"}
 
 
 def _row(label: str, metrics: dict, frames: str = "") -> str:
@@ -210,20 +261,25 @@ def _row(label: str, metrics: dict, frames: str = "") -> str:
 def format_table(results: dict, title: str, notes: list[str]) -> str:
     header = "| {} | frames | " + " | ".join(name for _, name, _ in COLUMNS) + " |"
     rule = "|" + "---|" * (len(COLUMNS) + 2)
-    lines = [f"# {title}", "", *notes, "", "## Mean over clips", "", header.format("method"), rule]
-    for method, res in results.items():
-        label = "real (reference)" if method == "real" else method
-        lines.append(_row(label, res["mean"], str(sum(c["frames"] for c in res["clips"].values()))))
+    lines = [f"# {title}", "", *notes]
+    for summary in ("median", "mean"):
+        lines += ["", f"## {summary.capitalize()} over clips", "", header.format("method"), rule]
+        for method, res in results.items():
+            label = "real (reference)" if method == "real" else method
+            lines.append(_row(label, res[summary], str(sum(c["frames"] for c in res["clips"].values()))))
     for method, res in results.items():
         if method == "real":
             continue
         lines += ["", f"## {method}", "", header.format("clip"), rule]
         lines += [_row(name, m, str(m["frames"])) for name, m in res["clips"].items()]
+        lines.append(_row("**median**", res["median"]))
         lines.append(_row("**mean**", res["mean"]))
     lines += ["", "r@0 / best r: Pearson r of mouth apertures (0 for a constant track); lag: frames, positive = "
               "prediction late; LMD-motion / LMD: mean mouth-point distance in inter-ocular units of the motions "
               "from each track's neutral / of the tracks (equal here: every method starts from the clip's own "
-              "neutral face); jitter: mean |second difference| of the lower face, IOD per frame^2."]
+              "neutral face); jitter: mean |second difference| of the lower face, IOD per frame^2; silent +open: "
+              "how much wider the mouth is than the real one in silence (runs of 200 ms or more 27 dB under the "
+              "loud frames), IOD (nan: no silence in the clip)."]
     return "\n".join(lines) + "\n"
 
 
@@ -244,6 +300,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--audio-features",
                         help="'logmel' or a HuBERT/wav2vec2 model (default: from the model's config, else logmel)")
+    parser.add_argument("--mouth-regressor", type=Path,
+                        help="a saved MouthOpeningRegressor folder: scored alone ('regressor') and mixed into the "
+                             "model's mouth opening (--mouth-blend), as the pipeline does")
+    parser.add_argument("--mouth-blend", type=float, default=DEFAULT_MOUTH_BLEND,
+                        help="share of the mouth opening taken from --mouth-regressor (the pipeline's default)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--max-lag", type=int, default=5, help="frames searched for the best correlation")
     parser.add_argument("--include-mirror", action="store_true", help="also score mirrored training copies")
@@ -267,10 +328,18 @@ def main(argv: list[str] | None = None) -> int:
         gain, how = DEFAULT_ENERGY_GAIN, "default constant (no --fit-data)"
     notes.append(f"energy baseline gain k = {gain:.4f} IOD, {how}.")
     predictors: dict[str, Predictor] = {"static": static_predictor(), "energy": energy_predictor(gain)}
+    if args.mouth_regressor is not None:
+        predictors["regressor"] = regressor_predictor(args.mouth_regressor)
     if args.model is not None:
         predictors["model"] = model_predictor(args.model, args.steps, args.guidance, args.seed,
                                               args.audio_features, args.device)
         notes.append(f"model `{args.model}`: DDIM {args.steps} steps, guidance {args.guidance:g}, seed {args.seed}.")
+        if args.mouth_regressor is not None and args.mouth_blend:
+            predictors["model+regressor"] = model_predictor(
+                args.model, args.steps, args.guidance, args.seed, args.audio_features, args.device,
+                args.mouth_regressor, args.mouth_blend)
+            notes.append(f"model+regressor: the model's mouth opening moved {args.mouth_blend:g} of the way to "
+                         f"`{args.mouth_regressor}`'s (as the pipeline does).")
 
     start = time.perf_counter()
     results = evaluate(examples, predictors, args.max_lag)

@@ -126,10 +126,21 @@ def landmark_jitter(canonical: np.ndarray, points: Sequence[int] = LOWER_FACE) -
     return float(np.linalg.norm(c[2:] - 2 * c[1:-1] + c[:-2], axis=-1).mean())
 
 
+def silent_opening(pred: np.ndarray, real: np.ndarray, silent: np.ndarray) -> float:
+    """How much wider the predicted mouth is than the real one in silence: the mean of ``aperture(pred) -
+    aperture(real)`` (IOD) over the ``silent`` frames (a ``(T,)`` mask); NaN when no frame is silent."""
+    silent = np.asarray(silent, dtype=bool)
+    if not silent.any():
+        return float("nan")
+    return float((mouth_aperture(pred) - mouth_aperture(real))[silent].mean())
+
+
 def score(pred: np.ndarray, real: np.ndarray, pred_neutral: np.ndarray, real_neutral: np.ndarray,
-          max_lag: int = 5) -> dict[str, float]:
-    """All metrics of one predicted track against the real one, as a flat dict (for tables and JSON)."""
+          max_lag: int = 5, silent: np.ndarray | None = None) -> dict[str, float]:
+    """All metrics of one predicted track against the real one, as a flat dict (for tables and JSON); with a
+    ``silent`` frame mask, also ``silent_opening`` (:func:`silent_opening`)."""
     r0, best_r, best_lag = aperture_correlation(pred, real, max_lag)
+    extra = {} if silent is None else {"silent_opening": silent_opening(pred, real, silent)}
     return {
         "r0": r0,
         "best_r": best_r,
@@ -139,4 +150,5 @@ def score(pred: np.ndarray, real: np.ndarray, pred_neutral: np.ndarray, real_neu
         "jitter": landmark_jitter(pred),
         "aperture_mean": float(mouth_aperture(pred).mean()),
         "aperture_std": float(mouth_aperture(pred).std()),
+        **extra,
     }

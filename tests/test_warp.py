@@ -216,6 +216,40 @@ def test_closed_mouth_hides_teeth(analyzer: FaceAnalyzer, crop256, reference: np
     assert inner_gap(seen) < 0.5 * inner_gap(analyzer.detect(base).landmarks.astype(np.float64))
 
 
+def test_the_photos_own_teeth_move_with_the_lips_without_stretching(photo: np.ndarray, reference: np.ndarray) -> None:
+    """The astronaut shows her teeth. Opened 0.25 inter-ocular distances wider, her upper teeth stay where they hang
+    from the upper lip, at their own size, her lower teeth come down with the lower lip, and the mouth is dark
+    between them; the stretching warp alone (no photo mouth) smears the same teeth over the whole opening."""
+    import dataclasses
+
+    renderer = WarpRenderer(512)
+    ctx = renderer.prepare(photo, reference)
+    assert ctx.photo_mouth is not None
+    target = opened(reference, 0.25)
+    base, frame = renderer.render(ctx, np.stack([reference, target]))
+    stretched = renderer.render(dataclasses.replace(ctx, photo_mouth=None), target[None])[0]
+    bare = WarpRenderer(512, mouth_fill=False)
+    smeared = bare.render(bare.prepare(ctx.photo, reference), target[None])[0]
+    photo_points, points = renderer.crop_landmarks(ctx, reference), renderer.crop_landmarks(ctx, target)
+    iod = inter_ocular(photo_points)
+    half_width, depth = int(0.12 * iod), int(0.4 * inner_gap(photo_points) * iod)
+
+    def patch(image: np.ndarray, x: float, y: float, rows: int) -> np.ndarray:
+        """``rows`` rows of pixels below (above, if negative) the point ``(x, y)``, ``half_width`` each side."""
+        x, y = int(round(x)), int(round(y))
+        top, bottom = (y, y + rows) if rows > 0 else (y + rows, y)
+        return image[top:bottom, x - half_width : x + half_width]
+
+    upper_photo = patch(base, *photo_points[62], depth)  # teeth under the middle of the upper lip
+    lower_photo = patch(base, *photo_points[66], -depth)  # teeth above the middle of the lower lip
+    assert psnr(patch(frame, *points[62], depth), upper_photo) > 32  # same teeth, same place, same size
+    assert psnr(patch(frame, *points[66], -depth), lower_photo) > 27  # carried down with the lower lip
+    assert psnr(patch(smeared, *points[62], depth), upper_photo) < 24  # stretched by the warp alone
+    middle = patch(frame, *(points[62] + points[66]) / 2, 3)
+    assert luminance(middle).mean() < 0.35 * luminance(upper_photo).mean()  # the dark of the mouth between
+    assert not np.array_equal(frame, stretched)
+
+
 def test_lips_meeting_over_an_open_photo_mouth_leave_no_teeth_line(crop256, reference: np.ndarray) -> None:
     """The photo's teeth, squashed between lips that meet, would show as a white line along the mouth; the renderer
     paints closed lips there (a lip-coloured seam with a soft crease). Without the painting the line is there."""

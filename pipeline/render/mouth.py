@@ -4,7 +4,10 @@ wide open, lower teeth) and closed lips over a photo's open mouth.
 A warp can only stretch the pixels the photo has. When a target frame opens the mouth wider than the
 photo's own, the area inside the inner lip would be a smear of stretched lip pixels; :func:`paint_mouth`
 paints a plausible inside over it instead, shaped by the target's inner-lip polygon (points 60-67) and
-lit like the photo (:func:`mouth_style`). When the lips meet over a photo whose mouth is open, the photo's teeth
+lit like the photo (:func:`mouth_style`). A photo that shows its own teeth keeps them instead
+(:class:`PhotoMouth`): the inside of its mouth is cut along the line between the lips, the upper part (upper teeth)
+moves rigidly with the upper lip and the lower part (lower teeth) with the lower lip and jaw, and the gap that opens
+between them is the dark of a mouth. When the lips meet over a photo whose mouth is open, the photo's teeth
 squashed between them would show as a white line; :func:`paint_lip_seam` paints the lips closed there.
 """
 
@@ -15,8 +18,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..canonical import inter_ocular
-from ..regions import INNER_LIP, INNER_LIP_PAIRS, OUTER_LIP
+from ..canonical import inter_ocular, similarity_transform
+from ..regions import INNER_LIP, INNER_LIP_PAIRS, OUTER_LIP, STABLE
 
 #: Inner-lip opening (in inter-ocular units) beyond the photo's own at which the synthesis is fully on.
 FULL_FILL_OPENING = 0.05
@@ -257,3 +260,99 @@ def paint_lip_seam(frame: np.ndarray, inner: np.ndarray, amount: float, iod: flo
         cv2.polylines(mask, [shifted], False, 255, max(1, round(2 * width)), cv2.LINE_AA, 4)
         alpha = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), max(0.5, 0.5 * width)) * (amount * opacity / 255)
         blend(frame, box, colour, alpha)
+
+
+#: Inner-lip chains as positions in INNER_LIP (points 60-67): the upper lip from corner to corner (60-64), the lower
+#: lip from the same corners (60, 67, 66, 65, 64), and the middle of each lip (61-63, 65-67).
+UPPER_CHAIN, LOWER_CHAIN = (0, 1, 2, 3, 4), (0, 7, 6, 5, 4)
+UPPER_MIDDLE, LOWER_MIDDLE = (1, 2, 3), (5, 6, 7)
+
+
+@dataclass(frozen=True)
+class PhotoMouth:
+    """The inside of a photo's open mouth in two rigid parts. ``image``: the part of the photo around the mouth that
+    they are cut from (uint8 RGB); ``points``: the photo's 68 landmarks in that patch's pixels; ``upper`` / ``lower``:
+    ``(h, w)`` float32 masks of the parts over the patch, split along the line halfway between the inner lips."""
+
+    image: np.ndarray
+    points: np.ndarray
+    upper: np.ndarray
+    lower: np.ndarray
+
+    @classmethod
+    def of(cls, image: np.ndarray, points: np.ndarray) -> PhotoMouth | None:
+        """The photo's mouth, or None where its lips meet (within :data:`SEAM_FADE`: nothing inside to keep)."""
+        points = np.asarray(points, dtype=np.float64)
+        if float(inner_opening(points)) <= SEAM_FADE:
+            return None
+        soft = max(0.7, FEATHER * float(inter_ocular(points)))  # the soft edge's width, pixels
+        reach = 3.0 * soft + 2.0  # pixels, past the blur's reach
+        box = bounding_box(points[list(OUTER_LIP)], 2.0 * reach, image.shape)
+        if box is None:
+            return None
+        image = np.ascontiguousarray(image[box[1] : box[3], box[0] : box[2]])
+        points = points - box[:2]
+        inner = points[list(INNER_LIP)]
+        upper, lower = smooth_chain(inner[list(UPPER_CHAIN)]), smooth_chain(inner[list(LOWER_CHAIN)])
+        middle = (upper + lower) / 2
+        # Each part reaches past its lip by the width of the soft edge the target outline is drawn with, so that
+        # edge shows the lip's own pixels moving with the lip, never the dark of the mouth.
+        across = inner[4] - inner[0]
+        width = max(float(np.hypot(*across)), 1e-6)
+        along, down = across / width, np.array([-across[1], across[0]]) / width
+        ends = np.array([[-reach, 0.0]] + [[0.0, 0.0]] * (len(middle) - 2) + [[reach, 0.0]])
+        masks = []
+        for lip, side in ((upper, -1.0), (lower, 1.0)):
+            grown = lip + side * reach * down + ends[:, :1] * along
+            polygon = np.concatenate([grown, middle[::-1] + ends[::-1, :1] * along])
+            mask = np.zeros(image.shape[:2], np.uint8)
+            cv2.fillPoly(mask, [np.round(polygon).astype(np.int32)], 1)
+            masks.append(cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 0.6 * soft))  # a soft cut
+        return cls(image, points, *masks)
+
+    def transforms(self, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(2, 3)`` maps from the photo to a target face's pixels for the upper and the lower part: turned and
+        scaled as the head is (the similarity of the stable points), moved with the middle of each lip."""
+        target = np.asarray(target, dtype=np.float64)
+        linear = similarity_transform(self.points[list(STABLE)], target[list(STABLE)])[:, :2]
+        inner_src, inner_dst = self.points[list(INNER_LIP)], target[list(INNER_LIP)]
+        maps = []
+        for middle in (UPPER_MIDDLE, LOWER_MIDDLE):
+            shift = inner_dst[list(middle)].mean(axis=0) - linear @ inner_src[list(middle)].mean(axis=0)
+            maps.append(np.concatenate([linear, shift[:, None]], axis=1))
+        return maps[0], maps[1]
+
+
+def paint_photo_mouth(frame: np.ndarray, target: np.ndarray, mouth: PhotoMouth, iod: float,
+                      style: MouthStyle) -> None:
+    """Redraw the inside of the mouth of ``frame`` (uint8 RGB, in place) for the ``target`` landmarks (68, frame
+    pixels) from the photo's own: the dark of the mouth, then the lower part, then the upper part over it (upper
+    teeth in front), all within the target's inner-lip outline. On the photo's own landmarks it changes nothing."""
+    inner = np.asarray(target, dtype=np.float64)[list(INNER_LIP)]
+    feather = max(0.7, FEATHER * iod)
+    box = bounding_box(inner, 3.0 * feather + 1.0, frame.shape)
+    if box is None:
+        return
+    x0, y0, x1, y1 = box
+    size = (x1 - x0, y1 - y0)
+    upper, lower = inner[list(UPPER_CHAIN)], inner[list(LOWER_CHAIN)]
+    outline = np.concatenate([smooth_chain(upper), smooth_chain(lower)[::-1]])
+    mask = np.zeros((size[1], size[0]), np.uint8)
+    cv2.fillPoly(mask, [np.round((outline - box[:2]) * 16).astype(np.int32)], 255, cv2.LINE_AA, 4)
+    inside = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), feather * 0.6) / 255.0
+    region = frame[y0:y1, x0:x1].astype(np.float32)
+    parts = []
+    for transform, part in zip(mouth.transforms(target), (mouth.upper, mouth.lower), strict=True):
+        shifted = transform - np.array([[0.0, 0.0, x0], [0.0, 0.0, y0]])
+        pixels = cv2.warpAffine(mouth.image, shifted, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        parts.append((pixels.astype(np.float32), cv2.warpAffine(part, shifted, size, flags=cv2.INTER_LINEAR)))
+    (upper_pixels, upper_alpha), (lower_pixels, lower_alpha) = parts
+    band = Band.of(box, upper, lower)
+    depth = np.sqrt(np.clip(4.0 * band.from_top * band.from_bottom / band.height**2, 0.0, 1.0)
+                    * np.sin(np.pi * np.clip(band.u, 0.0, 1.0)))
+    cavity = style.cavity_front + (style.cavity_back - style.cavity_front) * depth[..., None]
+    gap = inside * np.clip(1.0 - upper_alpha - lower_alpha, 0.0, 1.0)  # the parts' soft cuts add up to 1
+    region += (cavity - region) * gap[..., None]
+    region += (lower_pixels - region) * (inside * lower_alpha)[..., None]
+    region += (upper_pixels - region) * (inside * upper_alpha)[..., None]
+    frame[y0:y1, x0:x1] = np.clip(region + 0.5, 0, 255).astype(np.uint8)

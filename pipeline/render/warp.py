@@ -53,6 +53,7 @@ from ..regions import (
 from .mouth import (
     Band,
     MouthStyle,
+    PhotoMouth,
     blend,
     bounding_box,
     fill_amount,
@@ -60,6 +61,7 @@ from .mouth import (
     mouth_style,
     paint_lip_seam,
     paint_mouth,
+    paint_photo_mouth,
     polygon_pixels,
     seam_amount,
     smoothstep,
@@ -185,6 +187,7 @@ class WarpContext:
     grid_y: np.ndarray  # (h, w) float32 canvas y of each pixel
     style: MouthStyle
     photo_opening: float  # the photo's inner-lip opening, inter-ocular units
+    photo_mouth: PhotoMouth | None  # the inside of the photo's open mouth, in output pixels (None: lips meet)
     eye_openings: np.ndarray  # (2,) the photo's eye openings (right, left), inter-ocular units
     lid_colours: np.ndarray  # (2, 3) float32 RGB of each upper lid's skin
     lash_colours: np.ndarray  # (2, 3) float32 RGB of each upper lash line
@@ -587,6 +590,7 @@ class WarpRenderer:
             grid_y=grid_y,
             style=style,
             photo_opening=float(inner_opening(ref)),
+            photo_mouth=PhotoMouth.of(photo, ref) if self.full else PhotoMouth.of(source, ref_canvas),
             eye_openings=_eye_openings(ref),
             lid_colours=lid_colours,
             lash_colours=lash_colours,
@@ -628,7 +632,10 @@ class WarpRenderer:
             else:
                 map_x, map_y = source_map(ctx, dst[t], tables[t], (0, 0) + ctx.canvas_size)
                 out[t] = cv2.remap(ctx.source, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            paint_mouth(out[t], face[t, list(INNER_LIP)], float(mouth[t]), float(iods[t]), ctx.style)
+            if ctx.photo_mouth is not None and self.mouth_fill:
+                paint_photo_mouth(out[t], face[t, :NUM_POINTS], ctx.photo_mouth, float(iods[t]), ctx.style)
+            else:
+                paint_mouth(out[t], face[t, list(INNER_LIP)], float(mouth[t]), float(iods[t]), ctx.style)
             paint_lip_seam(out[t], face[t, list(INNER_LIP)], float(seams[t]), float(iods[t]), ctx.style)
             for eye, outline in enumerate(UPPER_EYELIDS):
                 creases = face[t, FACE_VERTICES + 4 * eye : FACE_VERTICES + 4 * eye + 4]

@@ -348,7 +348,7 @@ def create_demo(pipe) -> gr.Blocks:
             if driving_video is not None:
                 progress(0, desc="tracking the driving video")
                 driving = _load_upload(driving_video, lambda path: extract_track(
-                    path, pipe.face_analyzer, max_frames=inputs.num_frames)[0])  # no work past the speech
+                    path, pipe.face_analyzer, max_seconds=inputs.num_frames / inputs.fps)[0])  # no work past the speech
             progress(0, desc="landmarks")
             seed = int(seed or 0)
             base = sample_track(inputs, int(steps), float(guidance), seed, driving)

@@ -42,7 +42,9 @@ def _brow_height(canon: np.ndarray) -> np.ndarray:
 
 
 def follow(dubbed, driving) -> dict[str, float]:
-    """Correlations of the dubbed track with the driving video's own track, frame by frame."""
+    """Correlations of the dubbed track with the driving video's own track, frame by frame (at the dubbed track's
+    frame rate)."""
+    driving = driving.at_fps(dubbed.fps)
     n = min(dubbed.num_frames, driving.num_frames)
     (cd, td), (cr, tr) = dubbed.canonical(), driving.canonical()
     pd, pr = pose_from_transform(td)[:n], pose_from_transform(tr)[:n]

@@ -282,7 +282,8 @@ def _generate_track(pipe, generator, args: argparse.Namespace, image, audio):
         from .video import extract_track
 
         with args.clock("tracking"):
-            driving, report = extract_track(driving_video, pipe.face_analyzer, max_frames=inputs.num_frames)
+            driving, report = extract_track(driving_video, pipe.face_analyzer,
+                                            max_seconds=inputs.num_frames / inputs.fps)
         _say(args, f"Driving video: {report.summary()}")
         with args.clock("landmarks"):
             return inputs, pipe.dub_landmarks(inputs, driving, args.steps, args.guidance, generator)

@@ -112,6 +112,21 @@ class LandmarkTrack:
         """A copy with new frames (same fps, size and reference); ``info`` entries are merged in."""
         return LandmarkTrack(frames, self.fps, self.image_size, self.reference, {**self.info, **info})
 
+    def at_fps(self, fps: float) -> LandmarkTrack:
+        """The same motion at another frame rate (``self`` when it already has it): frame ``k`` is the track at
+        time ``k / fps``, linearly interpolated between its two nearest frames (the last frame held at the end). A
+        30 fps video's track drives a 25 fps render at the video's own speed."""
+        if math.isclose(fps, self.fps):
+            return self
+        count = max(1, round(self.num_frames * fps / self.fps))
+        times = np.minimum(np.arange(count) * self.fps / fps, self.num_frames - 1)
+        low = np.floor(times).astype(int)
+        high = np.minimum(low + 1, self.num_frames - 1)
+        weight = (times - low)[:, None, None]
+        frames = self.frames[low] * (1 - weight) + self.frames[high] * weight
+        return LandmarkTrack(frames.astype(np.float32), fps, self.image_size, self.reference,
+                             {**self.info, "resampled_from_fps": self.fps})
+
     # --- canonical space ---------------------------------------------------------------------
     def canonical(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-frame canonical points ``(T, 68, 3)`` and pixel-to-canonical transforms ``(T, 3, 4)``."""

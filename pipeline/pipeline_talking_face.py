@@ -314,11 +314,13 @@ class TalkingFacePipeline(DiffusionPipeline):
 
         The landmark model completes the face (DiffTalker-style): the upper face is given on every frame and the
         lower face (:data:`~pipeline.regions.LOWER_FACE`) is sampled to follow the audio and agree with it. The
-        driving track is cut to the recording, or holds its last frame where it is shorter. ``info`` records where
-        each point came from: ``"generated_points"`` (the model's) and ``"driven_points"`` (the video's)."""
+        driving track is brought to the pipeline's frame rate, then cut to the recording, or holds its last frame
+        where it is shorter. ``info`` records where each point came from: ``"generated_points"`` (the model's) and
+        ``"driven_points"`` (the video's)."""
         self.check_sampling(num_inference_steps, guidance_scale)
         with stage_threads("landmarks"):
             n = inputs.num_frames
+            driving = driving.at_fps(inputs.fps)  # a 30 fps video moves the head at its own speed
             driven = retarget(driving.replace(driving.frames[:n]), inputs.points3d, inputs.image_size).frames
             if len(driven) < n:
                 driven = np.concatenate([driven, np.repeat(driven[-1:], n - len(driven), axis=0)])
@@ -358,10 +360,11 @@ class TalkingFacePipeline(DiffusionPipeline):
 
     # --- 3. video -------------------------------------------------------------------------------------
     def fitted_track(self, track: LandmarkTrack, inputs: TalkingFaceInputs) -> LandmarkTrack:
-        """The track for this photo and recording: retargeted when it was made for another face, cut or extended
-        (holding the face at rest) to the recording's length."""
+        """The track for this photo and recording: at the pipeline's frame rate, retargeted when it was made for
+        another face, cut or extended (holding the face at rest) to the recording's length."""
         face = inputs.points3d
-        track = track.replace(track.frames[: inputs.num_frames])  # first: no work on frames past the recording
+        track = track.at_fps(inputs.fps)
+        track = track.replace(track.frames[: inputs.num_frames])  # no work on frames past the recording
         if not belongs_to(track, face, inputs.image_size):
             track = retarget(track, face, inputs.image_size)
         frames = track.frames

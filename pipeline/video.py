@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -201,10 +202,10 @@ def extract_track(
     analyzer=None,
     smoothing: float = 0.7,
     progress: Callable[[int], None] | None = None,
-    max_frames: int | None = None,
+    max_seconds: float | None = None,
 ) -> tuple[LandmarkTrack, ExtractionReport]:
     """Detect 68 landmarks (in 3D: :func:`~pipeline.landmarks.face_points`) on every frame of a talking-face video
-    (its first ``max_frames`` frames when given).
+    (the frames of its first ``max_seconds`` when given, whatever its frame rate).
 
     The face is tracked from frame to frame (:meth:`~pipeline.face.FaceAnalyzer.tracker`). Frames without a face
     are filled by linear interpolation from their neighbours and listed in the report; detector jitter is reduced
@@ -217,6 +218,7 @@ def extract_track(
 
     analyzer = analyzer or FaceAnalyzer()
     fps = video_fps(video)
+    max_frames = None if max_seconds is None else max(1, math.ceil(max_seconds * fps))
     points: list[np.ndarray | None] = []
     size = (0, 0)
     tracker = analyzer.tracker()

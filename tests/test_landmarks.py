@@ -425,3 +425,17 @@ def test_blend_mouth_opening_moves_only_the_lower_lip_and_jaw_to_the_asked_openi
         blend_mouth_opening(motion, neutral, asked, 1.5)
     with pytest.raises(ValueError, match="frames"):
         blend_mouth_opening(motion, neutral, asked[:5], 0.5)
+
+
+def test_at_fps_keeps_the_motions_timing():
+    """A 30 fps track brought to 25 fps: frame k is the motion at k / 25 s; the last frame is held at the end."""
+    face = mean_face() * 100 + 200
+    seconds = np.arange(30) / 30.0  # 1 s at 30 fps, the face sliding right 60 px a second
+    track = LandmarkTrack(np.stack([face + (60 * t, 0, 0) for t in seconds]), 30, (512, 512), reference=face)
+    slower = track.at_fps(25)
+    assert slower.fps == 25 and slower.num_frames == 25 and slower.info["resampled_from_fps"] == 30
+    shift = slower.frames[:, 0, 0] - face[0, 0]
+    assert np.allclose(shift, 60 * np.arange(25) / 25, atol=1e-3)
+    assert np.array_equal(slower.reference, track.reference)
+    assert track.at_fps(30) is track
+    assert track.at_fps(60).num_frames == 60 and np.allclose(track.at_fps(60).frames[-1], track.frames[-1])

@@ -365,6 +365,11 @@ def test_dubbing_keeps_the_videos_upper_face_and_generates_the_mouth(pipe, media
     assert np.abs(dubbed.frames[30:, upper] - expected[-1:, upper]).max() < 0.05  # held at the last frame
     yaw = pose_from_transform(dubbed.canonical()[1])[:30, 0]
     assert np.corrcoef(yaw, np.linspace(-15, 15, 30))[0, 1] > 0.99
+    fast = LandmarkTrack(turning, 50, inputs.image_size, reference=face)  # the same turn in 0.6 s of a 50 fps video
+    quick = pipe.dub_landmarks(inputs, fast, num_inference_steps=2, generator=torch.Generator().manual_seed(0))
+    quick_yaw = pose_from_transform(quick.canonical()[1])[:, 0]
+    assert np.corrcoef(quick_yaw[:15], np.linspace(-15, 15, 30)[::2])[0, 1] > 0.99  # every other video frame
+    assert np.argmax(quick_yaw) == 14 and np.allclose(quick_yaw[14:], quick_yaw[14], atol=0.5)  # then held
 
     from pipeline.video import Mp4Writer
 

@@ -250,3 +250,25 @@ def test_silent_frames_and_the_silent_mouth():
     pred[:, [65, 66, 67], 1] += 0.05  # 0.05 IOD wider everywhere
     assert silent_opening(pred, real, silent) == pytest.approx(0.05)
     assert np.isnan(silent_opening(pred, real, np.zeros(63, bool)))
+
+
+def test_dynamics_and_sync_gap():
+    """A prediction half as lively as the real mouth scores 0.5; a mouth that opens with the loudness has no sync
+    gap on voiced frames, one that never moves has the mean loudness there."""
+    from training.metrics import brow_height, dynamics, sync_gap
+
+    t = np.arange(50)
+    real = np.sin(t / 3.0)
+    assert dynamics(0.5 * real, real) == pytest.approx(0.5) and dynamics(real, np.zeros(50)) == 0.0
+    face = mean_face()[:, :2]
+    loudness = 0.5 + 0.5 * np.sin(t / 4.0)
+    track = np.repeat(face[None], 50, axis=0)
+    track[:, [65, 66, 67], 1] += 0.2 * loudness[:, None]
+    voiced = loudness >= 0.5
+    assert sync_gap(track, loudness, voiced) < 0.05
+    still = np.repeat(face[None], 50, axis=0)
+    assert sync_gap(still, loudness, voiced) == pytest.approx(loudness[voiced].mean())
+    assert np.isnan(sync_gap(still, loudness, np.zeros(50, bool)))
+    raised = still.copy()
+    raised[:, 17:27, 1] -= 0.05
+    assert np.allclose(brow_height(raised), brow_height(still) - 0.05)

@@ -39,11 +39,13 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.audio import SAMPLE_RATE, make_audio_features  # noqa: E402
-from pipeline.defaults import DEFAULT_STEPS  # noqa: E402
-from pipeline.defaults import DEFAULT_MOUTH_BLEND  # noqa: E402
+from pipeline.defaults import (
+    DEFAULT_MOUTH_BLEND,  # noqa: E402
+    DEFAULT_STEPS,  # noqa: E402
+)
 from pipeline.landmarks import blend_mouth_opening, opening_weights  # noqa: E402
 from training.data.format import Example, find_examples  # noqa: E402
-from training.metrics import landmark_jitter, mouth_aperture, score  # noqa: E402
+from training.metrics import landmark_jitter, mouth_aperture, score, sync_gap  # noqa: E402
 
 #: Energy-to-opening gain (IOD at full normalised energy) used when no training data is given to fit it;
 #: about what the 10 training clips of ``../shared/data/clips`` give (0.097).
@@ -57,11 +59,14 @@ ENERGY_SMOOTHING = 1.0
 SILENT_ENERGY = 0.1
 #: ...in runs of at least this many frames (200 ms at 25 fps; shorter gaps are stops within words).
 MIN_SILENT_FRAMES = 5
+#: Voiced frames, for the lip-sync gap: loud ones (energy envelope at least 0.5: within 15 dB of the loud frames).
+VOICED_ENERGY = 0.5
 
 METHODS_ORDER = ("static", "energy", "regressor", "model", "model+regressor")
 COLUMNS = (("r0", "r@0", "{:.3f}"), ("best_r", "best r", "{:.3f}"), ("best_lag", "lag", "{:+.1f}"),
            ("lmd_motion", "LMD-motion", "{:.4f}"), ("lmd", "LMD", "{:.4f}"), ("jitter", "jitter", "{:.4f}"),
-           ("silent_opening", "silent +open", "{:+.4f}"))
+           ("silent_opening", "silent +open", "{:+.4f}"), ("lip_dynamics", "lip dyn", "{:.2f}"),
+           ("brow_dynamics", "brow dyn", "{:.2f}"), ("sync_gap", "sync gap", "{:.3f}"))
 
 Predictor = Callable[[Example], np.ndarray]
 
@@ -232,16 +237,25 @@ def evaluate(examples: list[Example], predictors: dict[str, Predictor], max_lag:
             pred = np.asarray(predict(ex), dtype=np.float64)
             assert pred.shape == ex.canonical.shape, f"{method} gave {pred.shape} for {ex.canonical.shape}"
             silent = silent_frames(ex.audio, ex.fps, len(ex.canonical))
-            clips[ex.name] = {"frames": len(ex.canonical),
-                              **score(pred, ex.canonical, ex.neutral, ex.neutral, max_lag, silent)}
+            loudness = energy_envelope(ex.audio, ex.fps, len(ex.canonical))
+            metrics = score(pred, ex.canonical, ex.neutral, ex.neutral, max_lag, silent, loudness,
+                            loudness >= VOICED_ENERGY)
+            clips[ex.name] = {"frames": len(ex.canonical), **metrics}
         results[method] = {"clips": clips, "mean": _summary(clips, np.nanmean),
                            "median": _summary(clips, np.nanmedian)}
     real = {ex.name: {"frames": len(ex.canonical), "r0": 1.0, "best_r": 1.0, "best_lag": 0, "lmd_motion": 0.0,
                       "lmd": 0.0, "jitter": landmark_jitter(ex.canonical), "silent_opening": 0.0,
+                      "lip_dynamics": 1.0, "brow_dynamics": 1.0, "sync_gap": _own_sync_gap(ex),
                       "aperture_mean": float(mouth_aperture(ex.canonical).mean()),
                       "aperture_std": float(mouth_aperture(ex.canonical).std())} for ex in examples}
     results["real"] = {"clips": real, "mean": _summary(real, np.nanmean), "median": _summary(real, np.nanmedian)}
     return results
+
+
+def _own_sync_gap(ex: Example) -> float:
+    """The real track's own lip-sync gap (:func:`~training.metrics.sync_gap`): what a perfect prediction scores."""
+    loudness = energy_envelope(ex.audio, ex.fps, len(ex.canonical))
+    return sync_gap(ex.canonical, loudness, loudness >= VOICED_ENERGY)
 
 
 def _summary(clips: dict[str, dict], over: Callable[[np.ndarray], float]) -> dict[str, float]:
@@ -279,7 +293,9 @@ def format_table(results: dict, title: str, notes: list[str]) -> str:
               "from each track's neutral / of the tracks (equal here: every method starts from the clip's own "
               "neutral face); jitter: mean |second difference| of the lower face, IOD per frame^2; silent +open: "
               "how much wider the mouth is than the real one in silence (runs of 200 ms or more 27 dB under the "
-              "loud frames), IOD (nan: no silence in the clip)."]
+              "loud frames), IOD (nan: no silence in the clip); lip dyn / brow dyn: spread of the frame-to-frame "
+              "changes of the mouth opening / brow height over the real video's (1 = as lively); sync gap: mean "
+              "|openness - loudness| on voiced frames, both 0..1 (lower is closer; the real video has its own)."]
     return "\n".join(lines) + "\n"
 
 

@@ -10,6 +10,8 @@ mean the same thing for every face, photo size and head pose.
 * :func:`lmd` / :func:`lmd_motion`: landmark distance of the mouth points (plain, and of the motion
   relative to each track's own neutral face).
 * :func:`landmark_jitter`: frame-to-frame roughness (mean second difference).
+* :func:`silent_opening`, :func:`dynamics`, :func:`sync_gap`: the mouth in silence, how lively mouth and brows are
+  next to the real ones, and THEval's landmark-only lip sync (openness against loudness on voiced frames).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pipeline.regions import INNER_LIP_PAIRS, LOWER_FACE, MOUTH
+from pipeline.regions import BROWS, EYES, INNER_LIP_PAIRS, LOWER_FACE, MOUTH
 
 #: Apertures whose standard deviation is below this (IOD) count as constant: their correlation is 0.
 CONSTANT_STD = 1e-6
@@ -135,12 +137,44 @@ def silent_opening(pred: np.ndarray, real: np.ndarray, silent: np.ndarray) -> fl
     return float((mouth_aperture(pred) - mouth_aperture(real))[silent].mean())
 
 
+def brow_height(canonical: np.ndarray) -> np.ndarray:
+    """Brows above the eyes per frame ``(T,)`` (IOD; y points down, so raised brows give smaller values)."""
+    c = _track(canonical)
+    return c[:, list(BROWS), 1].mean(axis=1) - c[:, list(EYES), 1].mean(axis=1)
+
+
+def dynamics(pred: np.ndarray, real: np.ndarray) -> float:
+    """How lively a predicted series ``(T,)`` is next to the real one (after THEval's lip and brow dynamics): the
+    spread of its frame-to-frame changes over the real one's; 1 = as lively, 0 = still (0 too when both are still)."""
+    a, b = np.diff(np.asarray(pred, dtype=np.float64)), np.diff(np.asarray(real, dtype=np.float64))
+    if len(b) < 2 or b.std() < CONSTANT_STD:
+        return 0.0
+    return float(a.std() / b.std())
+
+
+def sync_gap(canonical: np.ndarray, loudness: np.ndarray, voiced: np.ndarray) -> float:
+    """Lip sync as THEval scores it from landmarks: the mean ``|openness - loudness|`` over the ``voiced`` frames,
+    openness being the mouth aperture mapped onto 0..1 by its 5th..95th percentile over the clip (0 for a mouth that
+    never moves) and ``loudness`` ``(T,)`` in 0..1; NaN without voiced frames. Lower is closer."""
+    voiced = np.asarray(voiced, dtype=bool)
+    if not voiced.any():
+        return float("nan")
+    aperture = mouth_aperture(canonical)
+    low, high = np.percentile(aperture, [5, 95])
+    openness = np.clip((aperture - low) / (high - low), 0.0, 1.0) if high - low > CONSTANT_STD else 0.0 * aperture
+    return float(np.abs(openness - np.asarray(loudness, dtype=np.float64))[voiced].mean())
+
+
 def score(pred: np.ndarray, real: np.ndarray, pred_neutral: np.ndarray, real_neutral: np.ndarray,
-          max_lag: int = 5, silent: np.ndarray | None = None) -> dict[str, float]:
-    """All metrics of one predicted track against the real one, as a flat dict (for tables and JSON); with a
-    ``silent`` frame mask, also ``silent_opening`` (:func:`silent_opening`)."""
+          max_lag: int = 5, silent: np.ndarray | None = None,
+          loudness: np.ndarray | None = None, voiced: np.ndarray | None = None) -> dict[str, float]:
+    """All metrics of one predicted track against the real one, as a flat dict (for tables and JSON): with a
+    ``silent`` frame mask, also ``silent_opening`` (:func:`silent_opening`); with ``loudness`` (0..1) and a
+    ``voiced`` mask, also ``sync_gap`` (:func:`sync_gap`)."""
     r0, best_r, best_lag = aperture_correlation(pred, real, max_lag)
     extra = {} if silent is None else {"silent_opening": silent_opening(pred, real, silent)}
+    if loudness is not None and voiced is not None:
+        extra["sync_gap"] = sync_gap(pred, loudness, voiced)
     return {
         "r0": r0,
         "best_r": best_r,
@@ -148,6 +182,8 @@ def score(pred: np.ndarray, real: np.ndarray, pred_neutral: np.ndarray, real_neu
         "lmd_motion": lmd_motion(pred, real, pred_neutral, real_neutral),
         "lmd": lmd(pred, real),
         "jitter": landmark_jitter(pred),
+        "lip_dynamics": dynamics(mouth_aperture(pred), mouth_aperture(real)),
+        "brow_dynamics": dynamics(brow_height(pred), brow_height(real)),
         "aperture_mean": float(mouth_aperture(pred).mean()),
         "aperture_std": float(mouth_aperture(pred).std()),
         **extra,

@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     model_options.add_argument("--blink-rate", type=_number(float, 0, MAX_BLINK_RATE), default=DEFAULT_BLINK_RATE,
                                help=f"blinks added per minute (default {DEFAULT_BLINK_RATE:g}, as people blink; "
                                     "0 for none)")
+    model_options.add_argument("--mouth-blend", type=_number(float, 0, 1),
+                               help="share of the mouth opening taken from the checkpoint's mouth regressor, 0..1 "
+                                    "(default: the checkpoint's, 0.5 for the shipped one; 0: the sampled mouth alone)")
     parser = _Parser(prog="python -m pipeline", description="Talking-face generator.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -286,10 +289,11 @@ def _generate_track(pipe, generator, args: argparse.Namespace, image, audio):
                                             max_seconds=inputs.num_frames / inputs.fps)
         _say(args, f"Driving video: {report.summary()}")
         with args.clock("landmarks"):
-            return inputs, pipe.dub_landmarks(inputs, driving, args.steps, args.guidance, generator)
+            return inputs, pipe.dub_landmarks(inputs, driving, args.steps, args.guidance, generator,
+                                              mouth_blend=args.mouth_blend)
     with args.clock("landmarks"):
-        track = pipe.generate_landmarks(inputs, args.steps, args.guidance, generator,
-                                        head_motion=args.head_motion, blink_rate=args.blink_rate)
+        track = pipe.generate_landmarks(inputs, args.steps, args.guidance, generator, head_motion=args.head_motion,
+                                        blink_rate=args.blink_rate, mouth_blend=args.mouth_blend)
     return inputs, track
 
 

@@ -239,6 +239,7 @@ class TalkingFacePipeline(DiffusionPipeline):
         blink_rate: float | None = DEFAULT_BLINK_RATE,
         callback_on_step_end: Callable[..., Any] | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("sample",),
+        mouth_blend: float | None = None,
     ) -> LandmarkTrack:
         """The speech-driven landmark track for the prepared face, in the photo's pixel space.
 
@@ -246,14 +247,24 @@ class TalkingFacePipeline(DiffusionPipeline):
         expression changes on their own); ``head_motion`` scales an added natural head sway and
         ``blink_rate`` (per minute; by default :data:`~pipeline.defaults.DEFAULT_BLINK_RATE`, as people blink; 0 or
         None for none) adds blinks of 240 ms at natural random times: the model alone hardly blinks.
+        ``mouth_blend`` (0..1; None: the config's) is the share of the mouth opening taken from the mouth regressor.
         """
         self.check_sampling(num_inference_steps, guidance_scale)
         self.check_callback_inputs(callback_on_step_end_tensor_inputs)
+        share = self.check_mouth_blend(mouth_blend)
         with stage_threads("landmarks"):
             track = self._generate_landmarks(inputs, num_inference_steps, guidance_scale, generator, head_motion,
-                                             blink_rate, callback_on_step_end, callback_on_step_end_tensor_inputs)
+                                             blink_rate, callback_on_step_end, callback_on_step_end_tensor_inputs,
+                                             share)
         self.maybe_free_model_hooks()
         return track
+
+    def check_mouth_blend(self, mouth_blend: float | None) -> float:
+        """The share of the mouth opening to take from the regressor: ``mouth_blend``, or the config's for None."""
+        share = self.config.mouth_blend if mouth_blend is None else mouth_blend
+        if isinstance(share, bool) or not isinstance(share, int | float) or not 0.0 <= share <= 1.0:
+            raise InputError(f"mouth_blend must be between 0 and 1, not {share!r}.")
+        return float(share)
 
     def check_callback_inputs(self, names: Sequence[str]) -> None:
         unknown = [n for n in names if n not in self._callback_tensor_inputs]
@@ -264,7 +275,7 @@ class TalkingFacePipeline(DiffusionPipeline):
     def _generate_landmarks(self, inputs: TalkingFaceInputs, num_inference_steps: int, guidance_scale: float,
                             generator: torch.Generator | None, head_motion: float, blink_rate: float | None,
                             callback_on_step_end: Callable[..., Any] | None,
-                            callback_tensor_inputs: Sequence[str]) -> LandmarkTrack:
+                            callback_tensor_inputs: Sequence[str], mouth_blend: float) -> LandmarkTrack:
         features = self.audio_featurizer(inputs.audio, fps=inputs.fps)  # (T, D)
         face = inputs.points3d
         neutral, to_canon = to_canonical(face)  # (68, 3), (3, 4)
@@ -289,7 +300,7 @@ class TalkingFacePipeline(DiffusionPipeline):
         )
         for bar in bars:
             bar.close()
-        motion = self.blend_mouth(motion, neutral[:, :2], inputs, features)
+        motion = self.blend_mouth(motion, neutral[:, :2], inputs, mouth_blend, features)
         motion = np.concatenate([motion, np.zeros(motion.shape[:-1] + (1,))], axis=-1)  # (T, 68, 3): x, y only
         frames = from_canonical(neutral[None] + motion, to_canon)
         track = LandmarkTrack(frames, inputs.fps, inputs.image_size, reference=face,
@@ -308,6 +319,7 @@ class TalkingFacePipeline(DiffusionPipeline):
         num_inference_steps: int = DEFAULT_STEPS,
         guidance_scale: float = 2.0,
         generator: torch.Generator | None = None,
+        mouth_blend: float | None = None,
     ) -> LandmarkTrack:
         """Video-driven dubbing: the head pose, eyes, brows and nose of ``driving`` (a track extracted from a video
         of anyone, retargeted onto the photo's face), with mouth and jaw generated from the speech under them.
@@ -316,8 +328,9 @@ class TalkingFacePipeline(DiffusionPipeline):
         lower face (:data:`~pipeline.regions.LOWER_FACE`) is sampled to follow the audio and agree with it. The
         driving track is brought to the pipeline's frame rate, then cut to the recording, or holds its last frame
         where it is shorter. ``info`` records where each point came from: ``"generated_points"`` (the model's) and
-        ``"driven_points"`` (the video's)."""
+        ``"driven_points"`` (the video's). ``mouth_blend``: as for :meth:`generate_landmarks`."""
         self.check_sampling(num_inference_steps, guidance_scale)
+        share = self.check_mouth_blend(mouth_blend)
         with stage_threads("landmarks"):
             n = inputs.num_frames
             driving = driving.at_fps(inputs.fps)  # a 30 fps video moves the head at its own speed
@@ -335,7 +348,7 @@ class TalkingFacePipeline(DiffusionPipeline):
                 num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, generator=generator,
                 known=canon[..., :2] - neutral[None, :, :2], known_mask=known_mask,
             )
-            motion = self.blend_mouth(motion, neutral[:, :2], inputs)
+            motion = self.blend_mouth(motion, neutral[:, :2], inputs, share)
             canon[:, lower, :2] = neutral[None, lower, :2] + motion[:, lower]
             track = LandmarkTrack(from_canonical(canon, to_canon), inputs.fps, inputs.image_size,
                                   reference=inputs.points3d,
@@ -344,19 +357,19 @@ class TalkingFacePipeline(DiffusionPipeline):
         self.maybe_free_model_hooks()
         return track
 
-    def blend_mouth(self, motion: np.ndarray, neutral: np.ndarray, inputs: TalkingFaceInputs,
+    def blend_mouth(self, motion: np.ndarray, neutral: np.ndarray, inputs: TalkingFaceInputs, share: float,
                     features: np.ndarray | None = None) -> np.ndarray:
         """Generated ``motion`` ``(T, 68, 2)`` (offsets from the upright ``neutral`` face) with its mouth opening
-        moved ``config.mouth_blend`` of the way to the :class:`MouthOpeningRegressor`'s for the speech (as it was
-        without a regressor). ``features``: the denoiser's audio features, reused when they are log-mel."""
-        if self.mouth_regressor is None or not self.config.mouth_blend:
+        moved ``share`` of the way to the :class:`MouthOpeningRegressor`'s for the speech (as it was without a
+        regressor). ``features``: the denoiser's audio features, reused when they are log-mel."""
+        if self.mouth_regressor is None or not share:
             return motion
         if features is None or self.config.audio_features != "logmel":
             features = LogMelFeatures()(inputs.audio, fps=inputs.fps)
         with torch.inference_mode():
             values = torch.as_tensor(features[: len(motion)], dtype=self.mouth_regressor.dtype)
             opening = self.mouth_regressor(values.to(self.mouth_regressor.device)).float().cpu().numpy()
-        return blend_mouth_opening(motion, neutral, opening, float(self.config.mouth_blend))
+        return blend_mouth_opening(motion, neutral, opening, share)
 
     # --- 3. video -------------------------------------------------------------------------------------
     def fitted_track(self, track: LandmarkTrack, inputs: TalkingFaceInputs) -> LandmarkTrack:
@@ -481,6 +494,7 @@ class TalkingFacePipeline(DiffusionPipeline):
         return_dict: bool = True,
         callback_on_step_end: Callable[..., Any] | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("sample",),
+        mouth_blend: float | None = None,
     ) -> TalkingFacePipelineOutput | tuple:
         r"""
         Animate ``image`` with ``audio``.
@@ -491,7 +505,7 @@ class TalkingFacePipeline(DiffusionPipeline):
             size: side of the square face crop (256 or 512); with ``full`` the whole photo is kept instead.
             num_inference_steps, guidance_scale, generator: sampling of the landmark diffusion model.
             landmarks: a track to render as given (e.g. edited); skips the landmark model.
-            head_motion, blink_rate: see :meth:`generate_landmarks`.
+            head_motion, blink_rate, mouth_blend: see :meth:`generate_landmarks`.
             output_type: "np" (frames array), "pil" (list of images) or "mp4" (written to ``output_path``).
             renderer: "warp" (fast, CPU) or "diffusion" (when the checkpoint has a face renderer; see
                 :attr:`renderers`); ``generator`` also draws the diffusion renderer's noise.
@@ -506,13 +520,14 @@ class TalkingFacePipeline(DiffusionPipeline):
         # 1. Check inputs
         self.check_inputs(num_inference_steps, guidance_scale, output_type, size)
         self.check_callback_inputs(callback_on_step_end_tensor_inputs)
+        self.check_mouth_blend(mouth_blend)
         # 2. Face and speech
         inputs = self.prepare(image, audio)
         # 3. Landmark track
         if landmarks is None:
             landmarks = self.generate_landmarks(inputs, num_inference_steps, guidance_scale, generator,
                                                 head_motion, blink_rate, callback_on_step_end,
-                                                callback_on_step_end_tensor_inputs)
+                                                callback_on_step_end_tensor_inputs, mouth_blend)
         # 4. Frames
         frames = self.render(inputs, landmarks, size, full, output_type, output_path, renderer, generator)
         if not return_dict:

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline import MouthOpeningRegressor, TalkingFacePipeline
+from pipeline import InputError, MouthOpeningRegressor, TalkingFacePipeline
 from pipeline.landmarks import closed_mouth, inner_lip_gap
 from tests.conftest import get_dummy_components, speechlike
 from training.data.format import Example
@@ -131,3 +131,35 @@ def test_pipeline_takes_the_blended_share_of_the_regressors_opening(media, tmp_p
     assert np.allclose(_opening(again, inputs), mixed, atol=1e-5)
     with pytest.raises(ValueError, match="mouth_blend"):
         TalkingFacePipeline(**get_dummy_components(), mouth_blend=2.0)
+
+
+def test_mouth_blend_per_call_and_from_the_command_line(media, tmp_path, capsys):
+    """``mouth_blend`` given to a call overrides the config's for that call only; the CLI's --mouth-blend passes it
+    on and refuses a share outside 0..1 with one line."""
+    from pipeline.canonical import apply_transform, to_canonical
+    from pipeline.cli import main
+
+    half = _with_regressor(0.5)
+    inputs = half.prepare(media / "photo.png", media / "speech.wav")
+    exact = _opening(_with_regressor(1.0), inputs)
+    track = half.generate_landmarks(inputs, num_inference_steps=2, generator=torch.Generator().manual_seed(0),
+                                    head_motion=0, blink_rate=0, mouth_blend=1.0)
+    assert np.allclose(inner_lip_gap(apply_transform(to_canonical(inputs.points3d)[1], track.frames)), exact)
+    assert np.allclose(_opening(half, inputs), _opening(_with_regressor(0.5), inputs))  # the config's is kept
+    with pytest.raises(InputError, match="mouth_blend"):
+        half.generate_landmarks(inputs, num_inference_steps=2, mouth_blend=-0.1)
+
+    half.save_pretrained(tmp_path / "ckpt")
+    common = ["landmarks", "--image", str(media / "photo.png"), "--audio", str(media / "speech.wav"),
+              "--checkpoint", str(tmp_path / "ckpt"), "--steps", "2", "--head-motion", "0", "--blink-rate", "0", "-q"]
+    assert main([*common, "--mouth-blend", "1", "-o", str(tmp_path / "one.json")]) == 0
+    from pipeline.landmarks import LandmarkTrack
+
+    saved = LandmarkTrack.load(tmp_path / "one.json")
+    assert np.allclose(inner_lip_gap(apply_transform(to_canonical(inputs.points3d)[1], saved.frames)), exact,
+                       atol=1e-3)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        main([*common, "--mouth-blend", "1.5", "-o", str(tmp_path / "bad.json")])
+    assert stop.value.code == 2 and "--mouth-blend" in capsys.readouterr().err
+    assert not (tmp_path / "bad.json").exists()

@@ -35,6 +35,18 @@ def speechlike(seconds: float, sr: int = 16000, seed: int = 0) -> np.ndarray:
     return (0.3 * envelope * voice + 0.003 * rng.standard_normal(len(t))).astype(np.float32)
 
 
+@pytest.fixture(scope="module")
+def media(tmp_path_factory, astronaut):
+    """A folder with ``photo.png`` (the astronaut) and ``speech.wav`` (1.5 s of speech-like sound)."""
+    import soundfile as sf
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("media")
+    Image.fromarray(astronaut).save(folder / "photo.png")
+    sf.write(folder / "speech.wav", speechlike(1.5), 16000)
+    return folder
+
+
 @pytest.fixture
 def speech_wav(tmp_path):
     path = tmp_path / "speech.wav"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from pipeline import InputError, MouthOpeningRegressor, TalkingFacePipeline
 from pipeline.landmarks import closed_mouth, inner_lip_gap
@@ -67,16 +66,6 @@ def test_ridge_fit_learns_an_opening_that_follows_loudness(astronaut_landmarks):
     predicted = model.eval()(torch.from_numpy(LogMelFeatures()(audio, 25.0))).detach().numpy()
     assert np.corrcoef(predicted, opening)[0, 1] > 0.8
     assert predicted.std() == pytest.approx(opening.std(), rel=0.5)
-
-
-@pytest.fixture(scope="module")
-def media(tmp_path_factory, astronaut):
-    import soundfile as sf
-
-    d = tmp_path_factory.mktemp("media")
-    Image.fromarray(astronaut).save(d / "photo.png")
-    sf.write(d / "speech.wav", speechlike(1.5), 16000)
-    return d
 
 
 def _with_regressor(blend: float) -> TalkingFacePipeline:

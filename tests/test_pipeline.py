@@ -20,14 +20,6 @@ from tests.conftest import get_dummy_components, speechlike
 from tests.test_video import ffprobe_text
 
 
-@pytest.fixture(scope="module")
-def media(tmp_path_factory, astronaut):
-    d = tmp_path_factory.mktemp("media")
-    Image.fromarray(astronaut).save(d / "photo.png")
-    sf.write(d / "speech.wav", speechlike(1.5), 16000)
-    return d
-
-
 def _run(pipe, media, seed=0, **kw):
     return pipe(image=media / "photo.png", audio=media / "speech.wav", num_inference_steps=2,
                 generator=torch.Generator().manual_seed(seed), **kw)

@@ -13,6 +13,7 @@ The stages are public methods so that a UI can stop between them (show and edit 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import tempfile
 import threading
@@ -115,6 +116,14 @@ class TalkingFacePipelineOutput(BaseOutput):
     landmarks: LandmarkTrack
     fps: float
     audio: np.ndarray
+
+
+def _for_recording(track: LandmarkTrack, inputs: TalkingFaceInputs) -> LandmarkTrack:
+    """``track`` at the recording's frame rate (a 30 fps video's motion at its own speed), cut to the recording's
+    frames; no work is done on frames past it."""
+    needed = math.ceil(inputs.num_frames * track.fps / inputs.fps) + 1
+    track = track.replace(track.frames[:needed]).at_fps(inputs.fps)
+    return track.replace(track.frames[: inputs.num_frames])
 
 
 class TalkingFacePipeline(DiffusionPipeline):
@@ -333,8 +342,7 @@ class TalkingFacePipeline(DiffusionPipeline):
         share = self.check_mouth_blend(mouth_blend)
         with stage_threads("landmarks"):
             n = inputs.num_frames
-            driving = driving.at_fps(inputs.fps)  # a 30 fps video moves the head at its own speed
-            driven = retarget(driving.replace(driving.frames[:n]), inputs.points3d, inputs.image_size).frames
+            driven = retarget(_for_recording(driving, inputs), inputs.points3d, inputs.image_size).frames
             if len(driven) < n:
                 driven = np.concatenate([driven, np.repeat(driven[-1:], n - len(driven), axis=0)])
             canon, to_canon = to_canonical(driven)  # (T, 68, 3), (T, 3, 4)
@@ -376,8 +384,7 @@ class TalkingFacePipeline(DiffusionPipeline):
         """The track for this photo and recording: at the pipeline's frame rate, retargeted when it was made for
         another face, cut or extended (holding the face at rest) to the recording's length."""
         face = inputs.points3d
-        track = track.at_fps(inputs.fps)
-        track = track.replace(track.frames[: inputs.num_frames])  # no work on frames past the recording
+        track = _for_recording(track, inputs)
         if not belongs_to(track, face, inputs.image_size):
             track = retarget(track, face, inputs.image_size)
         frames = track.frames

@@ -39,10 +39,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.audio import SAMPLE_RATE, make_audio_features  # noqa: E402
-from pipeline.defaults import (
-    DEFAULT_MOUTH_BLEND,  # noqa: E402
-    DEFAULT_STEPS,  # noqa: E402
-)
+from pipeline.defaults import DEFAULT_MOUTH_BLEND, DEFAULT_STEPS  # noqa: E402
 from pipeline.landmarks import blend_mouth_opening, opening_weights  # noqa: E402
 from training.data.format import Example, find_examples  # noqa: E402
 from training.metrics import landmark_jitter, mouth_aperture, score, sync_gap  # noqa: E402
@@ -62,7 +59,6 @@ MIN_SILENT_FRAMES = 5
 #: Voiced frames, for the lip-sync gap: loud ones (energy envelope at least 0.5: within 15 dB of the loud frames).
 VOICED_ENERGY = 0.5
 
-METHODS_ORDER = ("static", "energy", "regressor", "model", "model+regressor")
 COLUMNS = (("r0", "r@0", "{:.3f}"), ("best_r", "best r", "{:.3f}"), ("best_lag", "lag", "{:+.1f}"),
            ("lmd_motion", "LMD-motion", "{:.4f}"), ("lmd", "LMD", "{:.4f}"), ("jitter", "jitter", "{:.4f}"),
            ("silent_opening", "silent +open", "{:+.4f}"), ("lip_dynamics", "lip dyn", "{:.2f}"),

@@ -11,12 +11,16 @@ audio, and the resulting track is compared with the real canonical track (``trai
   gain ``k`` is fitted on ``--fit-data`` (training examples) so that the mean opening matches the real one,
   or is :data:`DEFAULT_ENERGY_GAIN` without fit data;
 * ``model``: the landmark diffusion model in ``--model`` (``LandmarkDenoiser`` sampled with DDIM through
-  ``pipeline.motion.generate_motion``), when given.
+  ``pipeline.motion.generate_motion``), when given;
+* ``regressor`` / ``model+regressor``: with ``--mouth-regressor``, the ``MouthOpeningRegressor``'s mouth opening
+  alone, and the model's mouth opening moved ``--mouth-blend`` of the way to it (as the pipeline does).
 
 Columns: ``r@0`` Pearson correlation of the mouth apertures at lag 0, ``best r`` / ``lag`` the best one within
 ``--max-lag`` frames (positive lag = the prediction is late), ``LMD-motion`` and ``LMD`` the mean mouth-point
 distance (inter-ocular units) of the motions and of the plain tracks, ``jitter`` the mean second difference
-of the lower face. Because every method here starts from the example's own neutral face, LMD-motion and
+of the lower face, ``silent +open`` how much wider the mouth is than the real one in silence, ``lip dyn`` /
+``brow dyn`` how lively mouth and brows are next to the real ones and ``sync gap`` THEval's openness-against-loudness
+gap (``training.metrics``); each as the median and the mean over clips. Because every method here starts from the example's own neutral face, LMD-motion and
 LMD coincide; they differ for predictions driven from another face. The table goes to ``<out>/landmarks.md``
 (and stdout), the numbers to ``<out>/landmarks.json``. Mirrored training copies (``*-mirror``) are skipped
 unless ``--include-mirror``.

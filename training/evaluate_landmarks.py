@@ -20,10 +20,10 @@ Columns: ``r@0`` Pearson correlation of the mouth apertures at lag 0, ``best r``
 distance (inter-ocular units) of the motions and of the plain tracks, ``jitter`` the mean second difference
 of the lower face, ``silent +open`` how much wider the mouth is than the real one in silence, ``lip dyn`` /
 ``brow dyn`` how lively mouth and brows are next to the real ones and ``sync gap`` THEval's openness-against-loudness
-gap (``training.metrics``); each as the median and the mean over clips. Because every method here starts from the example's own neutral face, LMD-motion and
-LMD coincide; they differ for predictions driven from another face. The table goes to ``<out>/landmarks.md``
-(and stdout), the numbers to ``<out>/landmarks.json``. Mirrored training copies (``*-mirror``) are skipped
-unless ``--include-mirror``.
+gap (``training.metrics``); each as the median and the mean over clips. Because every method here starts
+from the example's own neutral face, LMD-motion and LMD coincide; they differ for predictions driven from another
+face. The table goes to ``<out>/landmarks.md`` (and stdout), the numbers to ``<out>/landmarks.json``. Mirrored
+training copies (``*-mirror``) are skipped unless ``--include-mirror``.
 """
 
 from __future__ import annotations

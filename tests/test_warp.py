@@ -11,6 +11,7 @@ from pipeline.canonical import inter_ocular
 from pipeline.face import FaceAnalyzer
 from pipeline.regions import EYELID_PAIRS, INNER_LIP, INNER_LIP_PAIRS, LEFT_EYE, NUM_POINTS, RIGHT_EYE
 from pipeline.render.warp import (
+    FACE_VERTICES,
     WarpRenderer,
     _affine_tables,
     destinations,
@@ -362,6 +363,30 @@ def test_no_fold_under_real_head_motion_and_speech(crop256, reference: np.ndarra
     track = LandmarkTrack(np.stack(faces), 25, (512, 512), reference=reference)
     frames = turn_head(track, poses).points2d
     _assert_no_fold(crop256[1], destinations(crop256[1], frames))
+
+
+def test_a_face_pushed_against_the_border_stays_in_one_piece(crop256, reference: np.ndarray) -> None:
+    """A track that moves the head a third to three fifths of the crop sideways (turned or not) pushes the skull
+    against the fixed border: the warp stops the face short of it, whole. Its triangles keep their shape (a rigid
+    move: area ratio 1) within a quarter, never stretched several times over as when points went back alone, and the
+    face still moves the way the track asks."""
+    renderer, ctx = crop256
+    centre = reference.mean(axis=0)
+    width = ctx.box[2] - ctx.box[0]
+    frames = []
+    for shift in (0.3, 0.45, 0.6):
+        for degrees in (0, 15, -15):
+            a = np.deg2rad(degrees)
+            turn = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+            frames.append((reference - centre) @ turn.T + centre + (shift * width, 0.0))
+    dst = destinations(ctx, np.stack(frames))
+    _assert_no_fold(ctx, dst)
+    source = signed_areas(ctx.mesh[None], ctx.triangles)[0]
+    face = (ctx.triangles < FACE_VERTICES).all(axis=1) & (source > 1.0)
+    ratio = signed_areas(dst, ctx.triangles)[:, face] / source[face]
+    assert ratio.min() > 0.7 and ratio.max() < 1.3
+    moved = (dst[:, 30, 0] - ctx.mesh[30, 0]) / (renderer.size / width)  # the nose tip, in photo pixels
+    assert (moved > 0.2 * 0.3 * width).all()
 
 
 @pytest.mark.parametrize("size", [256, 512])

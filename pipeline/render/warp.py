@@ -110,10 +110,12 @@ ANCHORS_PER_SIDE = 5
 #: Destination triangles with less area than this (square pixels) get a plain translation.
 MIN_AREA = 1e-3
 #: Unfolding (:func:`unfold`): relaxation steps towards the neighbours' motion, then halvings towards the head's
-#: motion, then towards the photo's own mesh, at most UNFOLD_MAX_STEPS in all.
+#: motion, then bisections of the share of the whole frame's motion away from the photo's own mesh.
 UNFOLD_SMOOTHING_STEPS = 20
 UNFOLD_RIGID_STEPS = 20
-UNFOLD_MAX_STEPS = 80
+UNFOLD_BISECTIONS = 12
+#: ...keeping every triangle between the head and the border at this share of its area in the photo or more.
+MIN_BORDER_AREA = 0.25
 
 
 #: Outlines (corner to corner) that get a curve midpoint between each pair of landmarks.
@@ -448,9 +450,11 @@ def unfold(dst: np.ndarray, rigid: np.ndarray, ctx: WarpContext) -> np.ndarray:
     the border by a tilt), the offending vertices are moved, a little at a time, until no triangle folds: first
     their motion away from the head's own (``rigid``: the frame's similarity of the stable points applied to the
     photo's mesh) is relaxed towards their neighbours' (:data:`UNFOLD_SMOOTHING_STEPS`), then shrunk towards the
-    head's (:data:`UNFOLD_RIGID_STEPS`), and last, where even the head's motion folds against the border anchors
-    (which never move), they go back towards where the photo has them; the photo's own mesh folds nothing. Frames
-    without a fold are returned untouched, so the common case costs one area test."""
+    head's (:data:`UNFOLD_RIGID_STEPS`). Where even the head's motion folds against the border anchors (which never
+    move: the head pushed out of the crop), the whole frame's motion is scaled back towards the photo's own mesh,
+    which folds nothing, as little as keeps it unfolded (:data:`UNFOLD_BISECTIONS`): the face stops short of the
+    border in one piece instead of some of its points going back alone and stretching the skin between them.
+    Frames without a fold are returned untouched, so the common case costs one area test."""
     folded = np.flatnonzero(folded_triangles(ctx, dst).any(axis=1))
     if not len(folded):
         return dst
@@ -458,7 +462,7 @@ def unfold(dst: np.ndarray, rigid: np.ndarray, ctx: WarpContext) -> np.ndarray:
     movable = np.arange(len(ctx.mesh)) < FACE_VERTICES + len(ctx.carriers) + ctx.num_head  # not the anchors
     for t in folded:
         points, head = dst[t], rigid[t]
-        for step in range(UNFOLD_MAX_STEPS):
+        for step in range(UNFOLD_SMOOTHING_STEPS + UNFOLD_RIGID_STEPS):
             bad = folded_triangles(ctx, points[None])[0]
             if not bad.any():
                 break
@@ -468,11 +472,31 @@ def unfold(dst: np.ndarray, rigid: np.ndarray, ctx: WarpContext) -> np.ndarray:
                 motion = points - head
                 neighbours = ctx.adjacency[vertices] @ motion / ctx.adjacency[vertices].sum(axis=1)[:, None]
                 points[vertices] = head[vertices] + 0.5 * (motion[vertices] + neighbours)
-            elif step < UNFOLD_SMOOTHING_STEPS + UNFOLD_RIGID_STEPS:
-                points[vertices] = 0.5 * (points[vertices] + head[vertices])
             else:
-                points[vertices] = 0.5 * (points[vertices] + ctx.mesh[vertices])
+                points[vertices] = 0.5 * (points[vertices] + head[vertices])
+        else:
+            if folded_triangles(ctx, points[None])[0].any():
+                points[:] = _scaled_back(ctx, points)
     return dst
+
+
+def _scaled_back(ctx: WarpContext, points: np.ndarray) -> np.ndarray:
+    """``ctx.mesh + share * (points - ctx.mesh)`` for the largest share in [0, 1) (to :data:`UNFOLD_BISECTIONS`
+    halvings) at which no triangle folds and none between the head and the border keeps less than
+    :data:`MIN_BORDER_AREA` of its area (squeezed to a sliver, it would show as a tear); share 0 is the photo's own
+    mesh."""
+    source = signed_areas(ctx.mesh, ctx.triangles)
+    border = (ctx.triangles >= FACE_VERTICES + len(ctx.carriers)).any(axis=1) & (source > MIN_AREA)
+    low, high = 0.0, 1.0
+    for _ in range(UNFOLD_BISECTIONS):
+        middle = 0.5 * (low + high)
+        trial = ctx.mesh + middle * (points - ctx.mesh)
+        squeezed = signed_areas(trial, ctx.triangles)[border] < MIN_BORDER_AREA * source[border]
+        if folded_triangles(ctx, trial[None])[0].any() or squeezed.any():
+            high = middle
+        else:
+            low = middle
+    return ctx.mesh + low * (points - ctx.mesh)
 
 
 def track_destinations(ctx: WarpContext, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -365,6 +365,30 @@ def test_no_fold_under_real_head_motion_and_speech(crop256, reference: np.ndarra
     _assert_no_fold(crop256[1], destinations(crop256[1], frames))
 
 
+def test_the_far_side_of_a_turned_face_keeps_its_outline_outside_the_eye(crop256, reference: np.ndarray) -> None:
+    """Turned 15-30 degrees away, the photo's silhouette points (the top of the jaw line) would swing inside the far
+    eye's corner and fold the temple; the warp keeps them outside it, as the new silhouette is, and so asks for no
+    fold there. The photo's own face is left exactly as it is."""
+    from pipeline.canonical import apply_transform, lift_to_3d
+    from pipeline.edits import turn_head
+    from pipeline.landmarks import LandmarkTrack
+    from pipeline.render.warp import _outline_clearance
+
+    renderer, ctx = crop256
+    face = lift_to_3d(reference)
+    yaws = np.array([-30.0, -20.0, -15.0, 15.0, 20.0, 30.0])
+    track = LandmarkTrack(np.repeat(face[None], len(yaws), axis=0), 25, (512, 512), reference=face)
+    frames = turn_head(track, np.stack([yaws, np.zeros_like(yaws), np.zeros_like(yaws)], axis=1)).points2d
+    asked = _outline_clearance(apply_transform(ctx.to_canvas, frames))
+    assert (asked < 0).any()  # the track itself swings the outline inside the eye on the far side
+    dst, _ = track_destinations(ctx, frames)
+    assert (_outline_clearance(dst[:, :68]) >= ctx.clearance[None] - 1e-6).all()
+    temple = [k for k, tri in enumerate(ctx.triangles) if {16, 45} <= set(tri) or {0, 36} <= set(tri)]
+    assert not folded_triangles(ctx, dst)[:, temple].any()
+    at_rest, _ = track_destinations(ctx, reference[None])
+    assert np.array_equal(at_rest[0, :68], apply_transform(ctx.to_canvas, reference))
+
+
 def test_a_face_pushed_against_the_border_stays_in_one_piece(crop256, reference: np.ndarray) -> None:
     """A track that moves the head a third to three fifths of the crop sideways (turned or not) pushes the skull
     against the fixed border: the warp stops the face short of it, whole. Its triangles keep their shape (a rigid

@@ -101,6 +101,12 @@ LASH_WIDTH = 0.016
 MIN_EYE_OPENING = 0.02
 #: Head points closer than this (inter-ocular units) to another mesh point are dropped.
 MIN_SPACING = 0.15
+#: The far side of a turned face: the jaw line's upper points (per side, from the top down) and the eye corner and brow
+#: end they must stay outside of, along the eyes' axis, by OUTLINE_CLEARANCE eye distances (or by what the photo
+#: shows, if less). Turned away, the photo's silhouette points would swing inside the eye (the new silhouette is the
+#: temple just outside it) and the skin between them would fold.
+FAR_SIDE = (((16, 15, 14, 13), (45, 26)), ((0, 1, 2, 3), (36, 17)))
+OUTLINE_CLEARANCE = 0.05
 #: Head points are kept this far (fraction of the region side) inside the region border.
 BORDER_MARGIN = 0.04
 #: Mouth and eye openings forced on the layout used to triangulate (inter-ocular units).
@@ -193,6 +199,7 @@ class WarpContext:
     eye_openings: np.ndarray  # (2,) the photo's eye openings (right, left), inter-ocular units
     lid_colours: np.ndarray  # (2, 3) float32 RGB of each upper lid's skin
     lash_colours: np.ndarray  # (2, 3) float32 RGB of each upper lash line
+    clearance: np.ndarray  # (2, 4) least distance (eye distances) of each FAR_SIDE outline point outside its eye
 
 
 def _similarities(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -499,10 +506,37 @@ def _scaled_back(ctx: WarpContext, points: np.ndarray) -> np.ndarray:
     return ctx.mesh + low * (points - ctx.mesh)
 
 
+def _outline_clearance(points: np.ndarray) -> np.ndarray:
+    """``(..., 2, 4)``: how far (eye distances, along the eyes' axis) each FAR_SIDE outline point of faces
+    ``(..., 68, 2)`` lies outside its side's eye corner and brow end (negative: inside)."""
+    across = points[..., 45, :] - points[..., 36, :]
+    iod = np.maximum(np.linalg.norm(across, axis=-1), 1e-9)[..., None]  # (..., 1)
+    across = across / iod
+    sides = []
+    for (outline, limits), sign in zip(FAR_SIDE, (1.0, -1.0), strict=True):
+        along = sign * (points[..., list(outline) + list(limits), :] @ across[..., :, None])[..., 0]  # (..., 6)
+        sides.append((along[..., :4] - along[..., 4:].max(axis=-1, keepdims=True)) / iod)
+    return np.stack(sides, axis=-2)
+
+
+def _outline_outside_eyes(landmarks: np.ndarray, clearance: np.ndarray) -> np.ndarray:
+    """``landmarks`` ``(T, 68, 2)`` with each FAR_SIDE outline point pushed out along the eyes' axis where it comes
+    closer to its eye than ``clearance`` ``(2, 4)`` allows (the far side of a turn); others untouched."""
+    short = clearance[None] - _outline_clearance(landmarks)  # (T, 2, 4), eye distances
+    if not (short > 1e-9).any():
+        return landmarks
+    landmarks = landmarks.copy()
+    across = landmarks[:, 45] - landmarks[:, 36]  # (T, 2), one eye distance long
+    for side, ((outline, _), sign) in enumerate(zip(FAR_SIDE, (1.0, -1.0), strict=True)):
+        push = np.maximum(short[:, side], 0.0)  # (T, 4)
+        landmarks[:, list(outline)] += sign * push[..., None] * across[:, None]
+    return landmarks
+
+
 def track_destinations(ctx: WarpContext, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Canvas positions ``(T, N, 2)`` of all mesh vertices for target landmark frames ``(T, 68, 2)`` as the track
     asks, and where the head's own motion alone (the similarity of the stable points) would put them."""
-    landmarks = apply_transform(ctx.to_canvas, frames)
+    landmarks = _outline_outside_eyes(apply_transform(ctx.to_canvas, frames), ctx.clearance)
     midpoints = np.einsum("dn,tnj->tdj", MIDPOINT_WEIGHTS, landmarks)
     stable = list(STABLE)
     motion = _similarities(ctx.mesh[stable], landmarks[:, stable])
@@ -618,6 +652,7 @@ class WarpRenderer:
             eye_openings=_eye_openings(ref),
             lid_colours=lid_colours,
             lash_colours=lash_colours,
+            clearance=np.minimum(_outline_clearance(ref), OUTLINE_CLEARANCE),
         )
         for value in vars(ctx).values():
             if isinstance(value, np.ndarray):

@@ -481,7 +481,7 @@ def unfold(dst: np.ndarray, rigid: np.ndarray, ctx: WarpContext) -> np.ndarray:
                 points[vertices] = head[vertices] + 0.5 * (motion[vertices] + neighbours)
             else:
                 points[vertices] = 0.5 * (points[vertices] + head[vertices])
-        else:
+        else:  # the steps ran out: the last one may have unfolded the frame, or the border is in the way
             if folded_triangles(ctx, points[None])[0].any():
                 points[:] = _scaled_back(ctx, points)
     return dst
@@ -515,7 +515,8 @@ def _outline_clearance(points: np.ndarray) -> np.ndarray:
     sides = []
     for (outline, limits), sign in zip(FAR_SIDE, (1.0, -1.0), strict=True):
         along = sign * (points[..., list(outline) + list(limits), :] @ across[..., :, None])[..., 0]  # (..., 6)
-        sides.append((along[..., :4] - along[..., 4:].max(axis=-1, keepdims=True)) / iod)
+        count = len(outline)
+        sides.append((along[..., :count] - along[..., count:].max(axis=-1, keepdims=True)) / iod)
     return np.stack(sides, axis=-2)
 
 
@@ -535,7 +536,8 @@ def _outline_outside_eyes(landmarks: np.ndarray, clearance: np.ndarray) -> np.nd
 
 def track_destinations(ctx: WarpContext, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Canvas positions ``(T, N, 2)`` of all mesh vertices for target landmark frames ``(T, 68, 2)`` as the track
-    asks, and where the head's own motion alone (the similarity of the stable points) would put them."""
+    asks (the far side's outline kept outside the eye: :func:`_outline_outside_eyes`), and where the head's own
+    motion alone (the similarity of the stable points) would put them."""
     landmarks = _outline_outside_eyes(apply_transform(ctx.to_canvas, frames), ctx.clearance)
     midpoints = np.einsum("dn,tnj->tdj", MIDPOINT_WEIGHTS, landmarks)
     stable = list(STABLE)

@@ -14,15 +14,17 @@ API endpoints (``gradio_client``; files with ``handle_file``)::
         1.0, 0.0, 0.0, 17.0, 1.0,      # intensity, smile, smoothing, blinks/min, head motion
         0.0, 0.0, 0.0,                 # head turn: yaw, pitch, roll (degrees, added on every frame)
         None,                          # or handle_file("clip.mp4"): dub, head and eyes from that video
+        0.5,                           # mouth share from the voice regressor (gradio_client fills in the default)
         api_name="/landmarks")
     video, video_file, status = client.predict(
         handle_file("photo.jpg"), handle_file("speech.wav"), handle_file(track_json),
         "Fast warp", 256, False, api_name="/render")   # renderer, size, whole photo
 
 * ``/landmarks`` (photo, speech, seed, guidance, steps, intensity, smile, smoothing, blink_rate, head_motion, yaw,
-  pitch, roll, driving video or None) -> (track JSON file, landmark preview mp4 with audio, timeline plot png, frame
-  png, frame slider update ``{"value", "maximum"}``, status, the eight slider values). The same seed gives the same
-  track. With a driving video, the head pose, eyes and brows come from it and mouth and jaw from the speech
+  pitch, roll, driving video or None, mouth blend 0..1: gradio_client fills in the checkpoint's when left out, the
+  raw HTTP API needs it) -> (track JSON file, landmark preview mp4 with audio, timeline plot png, frame png, frame
+  slider update ``{"value", "maximum"}``, status, the eight slider values). The same seed gives the same track. With
+  a driving video, the head pose, eyes and brows come from it and mouth and jaw from the speech
   (``TalkingFacePipeline.dub_landmarks``); its own head motion and blinks replace the sliders' (set to 0).
 * ``/render`` (photo, speech, track JSON file, renderer, size 256|512, whole photo) -> (the video, the mp4 to
   download, status). In the page the video plays while it renders, chunk by chunk, when the server has the ffmpeg
@@ -308,14 +310,15 @@ def create_demo(pipe) -> gr.Blocks:
     slots = threading.BoundedSemaphore(PIPELINE_CONCURRENCY)  # bounds the work even when Gradio lets go of a job
 
     @_gpu(_landmark_seconds)
-    def sample_track(inputs, steps: int, guidance: float, seed: int, driving: LandmarkTrack | None) -> LandmarkTrack:
+    def sample_track(inputs, steps: int, guidance: float, seed: int, driving: LandmarkTrack | None,
+                     mouth_blend: float) -> LandmarkTrack:
         """The model's track (head sway and blinks come from the sliders), or with a driving video's track the
         dubbed one (head, eyes and brows from the video, mouth and jaw from the model)."""
         generator = torch.Generator().manual_seed(int(seed) % 2**63)
         if driving is not None:
-            return pipe.dub_landmarks(inputs, driving, int(steps), float(guidance), generator)
+            return pipe.dub_landmarks(inputs, driving, int(steps), float(guidance), generator, mouth_blend=mouth_blend)
         return pipe.generate_landmarks(inputs, int(steps), float(guidance), generator, head_motion=0.0,
-                                       blink_rate=0.0)
+                                       blink_rate=0.0, mouth_blend=mouth_blend)
 
     @_gpu(_render_seconds)
     def render_video(inputs, track: LandmarkTrack, size: int, full: bool, renderer: str, path: str,
@@ -333,12 +336,13 @@ def create_demo(pipe) -> gr.Blocks:
 
     @_user_errors
     def generate(photo, speech, seed, guidance, steps, intensity, smile, smoothing, blink_rate, head_motion, yaw,
-                 pitch, roll, driving_video=None, progress=gr.Progress(track_tqdm=True)):
+                 pitch, roll, driving_video=None, lip_sync=None, progress=gr.Progress(track_tqdm=True)):
         slider_values = (intensity, smile, smoothing, blink_rate, head_motion, yaw, pitch, roll)
         if photo is None or speech is None:
             raise gr.Error("Add a portrait photo and a speech recording first.", print_exception=False)
         seed, guidance, steps, *slider_values = (
             checked(c, v) for c, v in zip(numeric_inputs, (seed, guidance, steps, *slider_values), strict=True))
+        lip_sync = pipe.config.mouth_blend if lip_sync is None else checked(mouth_blend, lip_sync)
         with slots:
             progress(0, desc="reading the photo and the speech")
             inputs = _read_inputs(pipe, photo, speech)
@@ -351,7 +355,7 @@ def create_demo(pipe) -> gr.Blocks:
                     path, pipe.face_analyzer, max_seconds=inputs.num_frames / inputs.fps)[0])  # no work past the speech
             progress(0, desc="landmarks")
             seed = int(seed or 0)
-            base = sample_track(inputs, int(steps), float(guidance), seed, driving)
+            base = sample_track(inputs, int(steps), float(guidance), seed, driving, float(lip_sync))
             base = base.replace(base.frames, seed=seed)  # the track records the seed the page shows
             controls = _controls(*slider_values)
             if driving is not None:  # the video brings its own head motion and blinks
@@ -590,12 +594,17 @@ def create_demo(pipe) -> gr.Blocks:
                 guidance = gr.Slider(0.0, 6.0, 2.0, step=0.1, label="Guidance",
                                      info="How closely the mouth follows the speech (regenerates)")
                 steps = gr.Slider(2, 50, DEFAULT_STEPS, step=1, label="Sampling steps", info="More is slower")
+                mouth_blend = gr.Slider(0.0, 1.0, float(pipe.config.mouth_blend), step=0.05,
+                                        label="Mouth from the voice regressor",
+                                        info="Share of the mouth opening that follows the speech deterministically; "
+                                             "0: the sampled mouth alone (regenerates)",
+                                        visible=pipe.mouth_regressor is not None)
 
         control_inputs = [intensity, smile, smoothing, blink_rate, head_motion, yaw, pitch, roll]
         numeric_inputs = (seed, guidance, steps, *control_inputs)  # a tuple: nothing per-user can go in
         edit_outputs = [session, track_file, preview, plot, frame_image]
         generate_event = dict(
-            fn=generate, inputs=[photo, speech, seed, guidance, steps, *control_inputs, driving_video],
+            fn=generate, inputs=[photo, speech, seed, guidance, steps, *control_inputs, driving_video, mouth_blend],
             outputs=[*edit_outputs, frame, status, *control_inputs], concurrency_id="pipeline",
             concurrency_limit=PIPELINE_CONCURRENCY,
             preprocess=False,  # files reach our own checks undecoded (see _read_inputs)

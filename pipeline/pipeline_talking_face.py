@@ -314,7 +314,7 @@ class TalkingFacePipeline(DiffusionPipeline):
         frames = from_canonical(neutral[None] + motion, to_canon)
         track = LandmarkTrack(frames, inputs.fps, inputs.image_size, reference=face,
                               info={"source": "landmark-diffusion", "steps": num_inference_steps,
-                                    "guidance": guidance_scale, "seed": seed})
+                                    "guidance": guidance_scale, "seed": seed, **self._blend_info(mouth_blend)})
         if head_motion:
             track = add_head_motion(track, head_motion, seed)
         if blink_rate:
@@ -361,9 +361,14 @@ class TalkingFacePipeline(DiffusionPipeline):
             track = LandmarkTrack(from_canonical(canon, to_canon), inputs.fps, inputs.image_size,
                                   reference=inputs.points3d,
                                   info={"source": "dubbing", "steps": num_inference_steps, "guidance": guidance_scale,
-                                        "generated_points": lower, "driven_points": list(UPPER_FACE)})
+                                        "generated_points": lower, "driven_points": list(UPPER_FACE),
+                                        **self._blend_info(share)})
         self.maybe_free_model_hooks()
         return track
+
+    def _blend_info(self, share: float) -> dict[str, float]:
+        """What a track records of the mouth blend (nothing without a regressor: no blend took place)."""
+        return {} if self.mouth_regressor is None else {"mouth_blend": share}
 
     def blend_mouth(self, motion: np.ndarray, neutral: np.ndarray, inputs: TalkingFaceInputs, share: float,
                     features: np.ndarray | None = None) -> np.ndarray:

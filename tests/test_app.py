@@ -70,13 +70,17 @@ def running_app(folder: Path) -> Iterator[str]:
     localhost port; yields its URL and closes it afterwards."""
     from diffusers import DDIMScheduler
 
-    from pipeline import TalkingFacePipeline
+    from pipeline import MouthOpeningRegressor, TalkingFacePipeline
     from pipeline.loading import load_pipeline
     from tests.conftest import get_dummy_components
     from tests.test_face_renderer import tiny_model
 
     components = get_dummy_components()
-    tiny = TalkingFacePipeline(**components, face_renderer=tiny_model(),
+    regressor = MouthOpeningRegressor(context=2)
+    with torch.no_grad():  # openings of a few hundredths of the eye distance, as real ones
+        regressor.filter.weight.mul_(0.05)
+        regressor.filter.bias.fill_(0.03)
+    tiny = TalkingFacePipeline(**components, face_renderer=tiny_model(), mouth_regressor=regressor,
                                renderer_scheduler=DDIMScheduler.from_config(components["scheduler"].config))
     tiny.save_pretrained(folder / "checkpoint")
     threads = torch.get_num_threads()
@@ -432,6 +436,23 @@ def test_dubbing_from_a_driving_video(client, media, astronaut, tmp_path):
         handle_file(str(media / "photo.png")), handle_file(str(media / "speech.wav")), *values,
         handle_file(str(tmp_path / "wall.mp4")), api_name="/landmarks"))
     assert "No face" in message
+
+
+def test_the_mouth_blend_is_optional_recorded_and_checked(client, media):
+    """``/landmarks`` takes the share of the mouth opening from the voice regressor as an optional last input: left
+    out, the checkpoint's (0.5); given, that one, recorded in the track; out of 0..1, a clear message."""
+    from gradio_client import handle_file
+
+    values = [0, 2.0, 2, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, None]
+    files = (handle_file(str(media / "photo.png")), handle_file(str(media / "speech.wav")))
+    default = LandmarkTrack.load(client.predict(*files, *values, api_name="/landmarks")[0])
+    none = LandmarkTrack.load(client.predict(*files, *values, 0.0, api_name="/landmarks")[0])
+    full = LandmarkTrack.load(client.predict(*files, *values, 1.0, api_name="/landmarks")[0])
+    assert (default.info["mouth_blend"], none.info["mouth_blend"], full.info["mouth_blend"]) == (0.5, 0.0, 1.0)
+    gaps = [float(np.ptp(al.mouth_opening(t))) for t in (none, default, full)]
+    assert not np.allclose(none.frames, full.frames) and gaps[0] != gaps[2]
+    message = _error_message(lambda: client.predict(*files, *values, 2.0, api_name="/landmarks"))
+    assert "greater than maximum value 1.0" in message
 
 
 def test_diffusion_renderer_is_offered_and_renders(client, media, tmp_path):

@@ -557,7 +557,7 @@ def _call_landmarks(served, photo: str, speech: Path) -> LandmarkTrack:
     (uploaded_speech,) = response.json()
     data = [{"path": photo, "meta": {"_type": "gradio.FileData"}},
             {"path": uploaded_speech, "meta": {"_type": "gradio.FileData"}}, 0, 2.0, 2,
-            1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, None]  # ... head motion, head turn, no driving video
+            1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, None, 0.5]  # ... head turn, no driving video, mouth blend
     response = httpx.post(f"{served.url}gradio_api/call/landmarks", json={"data": data}, timeout=30)
     assert response.status_code == 200, f"event: error (HTTP {response.status_code}: {response.text[:300]})"
     text = httpx.get(f"{served.url}gradio_api/call/landmarks/{response.json()['event_id']}", timeout=120).text

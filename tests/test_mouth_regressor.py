@@ -135,6 +135,9 @@ def test_mouth_blend_per_call_and_from_the_command_line(media, tmp_path, capsys)
                                     head_motion=0, blink_rate=0, mouth_blend=1.0)
     assert np.allclose(inner_lip_gap(apply_transform(to_canonical(inputs.points3d)[1], track.frames)), exact)
     assert np.allclose(_opening(half, inputs), _opening(_with_regressor(0.5), inputs))  # the config's is kept
+    assert track.info["mouth_blend"] == 1.0  # the track records the blend it was made with
+    plain = TalkingFacePipeline(**get_dummy_components())
+    assert "mouth_blend" not in plain.generate_landmarks(inputs, num_inference_steps=2).info  # no regressor, no blend
     with pytest.raises(InputError, match="mouth_blend"):
         half.generate_landmarks(inputs, num_inference_steps=2, mouth_blend=-0.1)
 

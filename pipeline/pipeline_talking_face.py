@@ -118,6 +118,13 @@ class TalkingFacePipelineOutput(BaseOutput):
     audio: np.ndarray
 
 
+def _mouth_share(value: Any) -> float:
+    """``value`` as a share of the mouth opening (0..1); :class:`InputError` for anything else."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+        raise InputError(f"mouth_blend must be between 0 and 1, not {value!r}.")
+    return float(value)
+
+
 def _for_recording(track: LandmarkTrack, inputs: TalkingFaceInputs) -> LandmarkTrack:
     """``track`` at the recording's frame rate (a 30 fps video's motion at its own speed), cut to the recording's
     frames; no work is done on frames past it."""
@@ -177,8 +184,7 @@ class TalkingFacePipeline(DiffusionPipeline):
         mouth_blend: float = DEFAULT_MOUTH_BLEND,
     ) -> None:
         super().__init__()
-        if not 0.0 <= mouth_blend <= 1.0:
-            raise ValueError(f"mouth_blend must be between 0 and 1, not {mouth_blend!r}.")
+        mouth_blend = _mouth_share(mouth_blend)
         self.register_modules(landmark_denoiser=landmark_denoiser, scheduler=scheduler, face_renderer=face_renderer,
                               renderer_scheduler=renderer_scheduler, mouth_regressor=mouth_regressor)
         self.register_to_config(fps=fps, audio_features=audio_features, landmark_backend=landmark_backend,
@@ -270,10 +276,7 @@ class TalkingFacePipeline(DiffusionPipeline):
 
     def check_mouth_blend(self, mouth_blend: float | None) -> float:
         """The share of the mouth opening to take from the regressor: ``mouth_blend``, or the config's for None."""
-        share = self.config.mouth_blend if mouth_blend is None else mouth_blend
-        if isinstance(share, bool) or not isinstance(share, int | float) or not 0.0 <= share <= 1.0:
-            raise InputError(f"mouth_blend must be between 0 and 1, not {share!r}.")
-        return float(share)
+        return _mouth_share(self.config.mouth_blend if mouth_blend is None else mouth_blend)
 
     def check_callback_inputs(self, names: Sequence[str]) -> None:
         unknown = [n for n in names if n not in self._callback_tensor_inputs]

@@ -97,10 +97,14 @@ def energy_envelope(audio: np.ndarray, fps: float, num_frames: int) -> np.ndarra
 
 def silent_frames(audio: np.ndarray, fps: float, num_frames: int) -> np.ndarray:
     """``(num_frames,)`` mask of the frames in silence: :data:`SILENT_ENERGY`, runs of :data:`MIN_SILENT_FRAMES`."""
-    quiet = energy_envelope(audio, fps, num_frames) < SILENT_ENERGY
-    if num_frames < MIN_SILENT_FRAMES:
-        return np.zeros(num_frames, dtype=bool)
-    return binary_opening(quiet, structure=np.ones(MIN_SILENT_FRAMES, dtype=bool))
+    return _silent(energy_envelope(audio, fps, num_frames))
+
+
+def _silent(loudness: np.ndarray) -> np.ndarray:
+    """:func:`silent_frames` from the clip's :func:`energy_envelope`."""
+    if len(loudness) < MIN_SILENT_FRAMES:
+        return np.zeros(len(loudness), dtype=bool)
+    return binary_opening(loudness < SILENT_ENERGY, structure=np.ones(MIN_SILENT_FRAMES, dtype=bool))
 
 
 def energy_track(neutral: np.ndarray, energy: np.ndarray, gain: float) -> np.ndarray:
@@ -230,32 +234,27 @@ def model_predictor(folder: Path, steps: int = 10, guidance: float = 2.0, seed: 
 def evaluate(examples: list[Example], predictors: dict[str, Predictor], max_lag: int = 5) -> dict:
     """``{method: {"clips": {name: metrics}, "mean": metrics}}``, plus ``"real"`` (the real tracks' own jitter
     and aperture statistics, for reference)."""
+    loudness = {ex.name: energy_envelope(ex.audio, ex.fps, len(ex.canonical)) for ex in examples}
     results: dict[str, dict] = {}
     for method, predict in predictors.items():
         clips = {}
         for ex in examples:
             pred = np.asarray(predict(ex), dtype=np.float64)
             assert pred.shape == ex.canonical.shape, f"{method} gave {pred.shape} for {ex.canonical.shape}"
-            silent = silent_frames(ex.audio, ex.fps, len(ex.canonical))
-            loudness = energy_envelope(ex.audio, ex.fps, len(ex.canonical))
-            metrics = score(pred, ex.canonical, ex.neutral, ex.neutral, max_lag, silent, loudness,
-                            loudness >= VOICED_ENERGY)
+            loud = loudness[ex.name]
+            metrics = score(pred, ex.canonical, ex.neutral, ex.neutral, max_lag, _silent(loud), loud,
+                            loud >= VOICED_ENERGY)
             clips[ex.name] = {"frames": len(ex.canonical), **metrics}
         results[method] = {"clips": clips, "mean": _summary(clips, np.nanmean),
                            "median": _summary(clips, np.nanmedian)}
     real = {ex.name: {"frames": len(ex.canonical), "r0": 1.0, "best_r": 1.0, "best_lag": 0, "lmd_motion": 0.0,
                       "lmd": 0.0, "jitter": landmark_jitter(ex.canonical), "silent_opening": 0.0,
-                      "lip_dynamics": 1.0, "brow_dynamics": 1.0, "sync_gap": _own_sync_gap(ex),
+                      "lip_dynamics": 1.0, "brow_dynamics": 1.0,  # the real track's own sync gap:
+                      "sync_gap": sync_gap(ex.canonical, loudness[ex.name], loudness[ex.name] >= VOICED_ENERGY),
                       "aperture_mean": float(mouth_aperture(ex.canonical).mean()),
                       "aperture_std": float(mouth_aperture(ex.canonical).std())} for ex in examples}
     results["real"] = {"clips": real, "mean": _summary(real, np.nanmean), "median": _summary(real, np.nanmedian)}
     return results
-
-
-def _own_sync_gap(ex: Example) -> float:
-    """The real track's own lip-sync gap (:func:`~training.metrics.sync_gap`): what a perfect prediction scores."""
-    loudness = energy_envelope(ex.audio, ex.fps, len(ex.canonical))
-    return sync_gap(ex.canonical, loudness, loudness >= VOICED_ENERGY)
 
 
 def _summary(clips: dict[str, dict], over: Callable[[np.ndarray], float]) -> dict[str, float]:

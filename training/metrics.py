@@ -20,7 +20,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pipeline.regions import BROWS, EYES, INNER_LIP_PAIRS, LOWER_FACE, MOUTH
+from pipeline.landmarks import inner_lip_gap
+from pipeline.regions import BROWS, EYES, LOWER_FACE, MOUTH
 
 #: Apertures whose standard deviation is below this (IOD) count as constant: their correlation is 0.
 CONSTANT_STD = 1e-6
@@ -36,17 +37,15 @@ def _track(points: np.ndarray) -> np.ndarray:
 
 
 def mouth_aperture(canonical: np.ndarray) -> np.ndarray:
-    """Mouth opening per frame, ``(T,)`` in IOD: the mean inner-lip gap over :data:`INNER_LIP_PAIRS`.
+    """Mouth opening per frame, ``(T,)`` in IOD: the mean inner-lip gap over ``pipeline.regions.INNER_LIP_PAIRS``
+    (:func:`pipeline.landmarks.inner_lip_gap`).
 
     The gap of a pair is the vertical distance ``y_lower - y_upper`` (canonical space is level, so this is
     the opening perpendicular to the eye line). It is signed: when the detector lets the lips overlap it
     is slightly negative instead of being folded back to a positive distance, so averages and correlations
     are not biased near a closed mouth. A single face ``(68, 2)`` gives a ``(1,)`` array.
     """
-    canonical = _track(canonical)
-    upper = [u for u, _ in INNER_LIP_PAIRS]
-    lower = [low for _, low in INNER_LIP_PAIRS]
-    return (canonical[:, lower, 1] - canonical[:, upper, 1]).mean(axis=1)
+    return inner_lip_gap(_track(canonical))
 
 
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:

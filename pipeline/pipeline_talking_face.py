@@ -30,7 +30,7 @@ from diffusers.schedulers import SchedulerMixin
 from diffusers.utils import BaseOutput, replace_example_docstring
 from tqdm.auto import tqdm
 
-from .audio import AudioInput, LogMelFeatures, load_audio, make_audio_features, num_video_frames
+from .audio import AudioInput, load_audio, make_audio_features, num_video_frames
 from .canonical import from_canonical, to_canonical
 from .defaults import DEFAULT_BLINK_RATE, DEFAULT_MOUTH_BLEND, DEFAULT_STEPS, MAX_GUIDANCE, MAX_STEPS
 from .edits import add_blinks, add_head_motion
@@ -312,7 +312,7 @@ class TalkingFacePipeline(DiffusionPipeline):
         )
         for bar in bars:
             bar.close()
-        motion = self.blend_mouth(motion, neutral[:, :2], inputs, mouth_blend, features)
+        motion = self.blend_mouth(motion, neutral[:, :2], inputs, mouth_blend)
         motion = np.concatenate([motion, np.zeros(motion.shape[:-1] + (1,))], axis=-1)  # (T, 68, 3): x, y only
         frames = from_canonical(neutral[None] + motion, to_canon)
         track = LandmarkTrack(frames, inputs.fps, inputs.image_size, reference=face,
@@ -373,18 +373,14 @@ class TalkingFacePipeline(DiffusionPipeline):
         """What a track records of the mouth blend (nothing without a regressor: no blend took place)."""
         return {} if self.mouth_regressor is None else {"mouth_blend": share}
 
-    def blend_mouth(self, motion: np.ndarray, neutral: np.ndarray, inputs: TalkingFaceInputs, share: float,
-                    features: np.ndarray | None = None) -> np.ndarray:
+    def blend_mouth(self, motion: np.ndarray, neutral: np.ndarray, inputs: TalkingFaceInputs,
+                    share: float) -> np.ndarray:
         """Generated ``motion`` ``(T, 68, 2)`` (offsets from the upright ``neutral`` face) with its mouth opening
         moved ``share`` of the way to the :class:`MouthOpeningRegressor`'s for the speech (as it was without a
-        regressor). ``features``: the denoiser's audio features, reused when they are log-mel."""
+        regressor)."""
         if self.mouth_regressor is None or not share:
             return motion
-        if features is None or self.config.audio_features != "logmel":
-            features = LogMelFeatures()(inputs.audio, fps=inputs.fps)
-        with torch.inference_mode():
-            values = torch.as_tensor(features[: len(motion)], dtype=self.mouth_regressor.dtype)
-            opening = self.mouth_regressor(values.to(self.mouth_regressor.device)).float().cpu().numpy()
+        opening = self.mouth_regressor.predict(inputs.audio, inputs.fps)[: len(motion)]
         return blend_mouth_opening(motion, neutral, opening, share)
 
     # --- 3. video -------------------------------------------------------------------------------------

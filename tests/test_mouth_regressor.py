@@ -155,3 +155,75 @@ def test_mouth_blend_per_call_and_from_the_command_line(media, tmp_path, capsys)
         main([*common, "--mouth-blend", "1.5", "-o", str(tmp_path / "bad.json")])
     assert stop.value.code == 2 and "--mouth-blend" in capsys.readouterr().err
     assert not (tmp_path / "bad.json").exists()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Whisper encoder features (a tiny random encoder of the shipped one's shape: 30 s windows, 50 positions a second)
+
+TINY_WHISPER = {"d_model": 16, "encoder_layers": 2, "encoder_attention_heads": 2, "encoder_ffn_dim": 32,
+                "num_mel_bins": 80, "max_source_positions": 1500}
+
+
+def _whisper_regressor(context: int = 2) -> MouthOpeningRegressor:
+    torch.manual_seed(0)
+    return MouthOpeningRegressor(in_channels=32, sub_frames=1, context=context, speech_encoder=TINY_WHISPER).eval()
+
+
+def test_whisper_features_one_row_a_video_frame_centred_and_saved(tmp_path):
+    """Each layer's hidden states, concatenated, at any frame rate, centred over the recording; the encoder is saved
+    with the filter and comes back with it."""
+    from pipeline.audio import num_video_frames
+
+    model = _whisper_regressor()
+    audio = speechlike(2.0)
+    for fps in (25.0, 29.97, 60.0):
+        features = model.features(audio, fps)
+        assert features.shape == (num_video_frames(len(audio), fps), 32)
+        assert np.abs(features.mean(axis=0)).max() < 1e-4 and features.std() > 0
+    opening = model.predict(audio, 25.0)
+    assert opening.shape == (50,) and (opening >= 0).all()
+    model.save_pretrained(tmp_path / "m")
+    again = MouthOpeningRegressor.from_pretrained(tmp_path / "m", use_safetensors=True).eval()
+    assert again.encoder is not None and np.allclose(again.predict(audio, 25.0), opening, atol=1e-6)
+    with pytest.raises(ValueError, match="features a frame"):
+        MouthOpeningRegressor(in_channels=16, sub_frames=1, speech_encoder=TINY_WHISPER)
+
+
+def test_whisper_encodes_long_recordings_window_by_window():
+    """Whisper sees 30 s at a time: a 35 s recording is its first 30 s and its last 5 s, each encoded alone, with 50
+    encoder positions a second."""
+    model = _whisper_regressor()
+    audio = np.tile(speechlike(5.0), 7)  # 35 s
+    hidden = model._encode(audio)
+    assert hidden.shape == (1750, 32)
+    assert np.allclose(hidden[:1500], model._encode(audio[:30 * 16000]), atol=1e-5)
+    assert np.allclose(hidden[1500:], model._encode(audio[30 * 16000:]), atol=1e-5)
+
+
+def test_ridge_fit_with_whisper_features_sets_the_filter_it_reports(astronaut_landmarks, tmp_path):
+    """The training script builds the regressor around a converted encoder folder (its weights copied in) and fits
+    the filter on the encoder's features; the saved model predicts what the fit found."""
+    from training.train_mouth_regressor import build_model
+
+    torch.manual_seed(0)
+    from transformers import WhisperConfig
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    WhisperEncoder(WhisperConfig(**TINY_WHISPER)).save_pretrained(tmp_path / "encoder")
+    model = build_model({"speech_encoder": {"path": str(tmp_path / "encoder")}, "model": {"context": 2}})
+    saved = WhisperEncoder.from_pretrained(tmp_path / "encoder", use_safetensors=True)
+    assert model.config.in_channels == 32 and torch.equal(model.encoder.conv1.weight, saved.conv1.weight)
+    neutral = closed_mouth(np.asarray(astronaut_landmarks, dtype=np.float32)[:, :2] / 100.0)
+    rng = np.random.default_rng(0)
+    examples = []
+    for s in range(3):
+        envelope = np.repeat(np.clip(np.sin(np.arange(60) / rng.uniform(1.5, 3.0)), 0.05, 1), 640)
+        examples.append(_example((speechlike(2.4, seed=s) * envelope).astype(np.float32),
+                                 0.1 * envelope[::640].astype(np.float32), neutral, f"c{s}"))
+    stats = fit(examples, model, ridge=1.0)
+    assert stats["frames"] == 180 and stats["pearson_r_in_sample"] > 0.5
+    predicted = model.predict(examples[0].audio, 25.0)
+    wanted = inner_lip_gap(examples[0].canonical) - inner_lip_gap(examples[0].neutral)
+    assert np.corrcoef(predicted, wanted)[0, 1] > 0.5
+    with pytest.raises(SystemExit, match="convert_whisper_encoder"):
+        build_model({"speech_encoder": {"path": str(tmp_path / "nowhere")}})

@@ -172,18 +172,10 @@ def _feature_spec(model, folder: Path, override: str | None) -> str | None:
 
 def mouth_opening_predictor(folder: Path) -> Callable[[Example], np.ndarray]:
     """The saved ``MouthOpeningRegressor`` in ``folder``: a clip's mouth opening above rest ``(T,)``."""
-    import torch
-
     from pipeline.models.mouth_regressor import MouthOpeningRegressor
 
     model = MouthOpeningRegressor.from_pretrained(folder, use_safetensors=True).eval()
-    features = make_audio_features("logmel")
-
-    def opening(ex: Example) -> np.ndarray:
-        with torch.inference_mode():
-            return model(torch.from_numpy(features(ex.audio, ex.fps)[: len(ex.canonical)])).numpy()
-
-    return opening
+    return lambda ex: model.predict(ex.audio, ex.fps)[: len(ex.canonical)]
 
 
 def regressor_predictor(folder: Path) -> Predictor:

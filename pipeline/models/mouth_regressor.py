@@ -1,50 +1,122 @@
-"""A deterministic mouth-opening regressor: speech features to how far the lips part, frame by frame.
+"""A deterministic mouth-opening regressor: speech to how far the lips part, frame by frame.
 
 The landmark diffusion model samples lip motion; with the few real talking faces we train on, one sample follows a
 new voice less closely than the conditional mean does (sampling noise and the synthetic voices it also learns from
 blur which sound opens the mouth). This model is that conditional mean for one number per frame, the inner-lip
-opening in inter-ocular units above the face at rest: a linear filter over the log-mel bands of the surrounding
+opening in inter-ocular units above the face at rest: a linear filter over the speech features of the surrounding
 frames (``2 * context + 1`` video frames), fitted by ridge regression on real talking clips
 (``training/train_mouth_regressor.py``) and scaled so its spread matches the real mouths'. The pipeline mixes it
-with the sampled mouth (:func:`pipeline.motion.steer_mouth_opening`), as SadTalker keeps a deterministic lip network
-beside a sampled pose.
+with the sampled mouth (:func:`pipeline.landmarks.blend_mouth_opening`), as SadTalker keeps a deterministic lip
+network beside a sampled pose.
+
+Its features are either the log-mel bands (:class:`pipeline.audio.LogMelFeatures`) or, when ``speech_encoder`` is
+set, the hidden states of a pretrained Whisper encoder that the model carries (the first layers of OpenAI's
+whisper-tiny.en in the shipped checkpoint; ``training/convert_whisper_encoder.py``). Whisper learned from 680,000 hours
+of speech what sounds are being made, whoever makes them, which our few hundred seconds of real faces cannot teach a
+filter over the spectrum; LatentSync and MuseTalk drive lips from the same encoder.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import ModelMixin
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from torch import nn
 
+from ..audio import SAMPLE_RATE, LogMelFeatures, _interpolate_rows, _video_frame_count
+
+#: Seconds of audio the Whisper encoder sees at once (its 1500 positions at 50 per second).
+WHISPER_WINDOW_SECONDS = 30
+#: Whisper encoder positions per second (one per two 10 ms mel frames).
+WHISPER_POSITIONS_PER_SECOND = 50
+
 
 class MouthOpeningRegressor(ModelMixin, ConfigMixin):
-    """Log-mel features ``(T, n_mels * sub_frames)`` (``pipeline.audio.LogMelFeatures``) to the mouth opening
-    ``(T,)`` above rest, in inter-ocular units, never below 0.
+    """Speech features ``(T, in_channels * sub_frames)`` to the mouth opening ``(T,)`` above rest, in inter-ocular
+    units, never below 0. :meth:`features` makes those features from 16 kHz samples.
 
     Parameters:
-        n_mels (`int`): mel bands per sub-frame of the features.
+        in_channels (`int`): features per sub-frame (80 log-mel bands, or the concatenated encoder hidden states).
         sub_frames (`int`): sub-frames per video frame in the features (averaged here).
         context (`int`): video frames seen on each side of the predicted one.
+        speech_encoder (`dict`, *optional*): the ``transformers.WhisperConfig`` arguments of the Whisper encoder whose
+            hidden states after each layer, concatenated, are the features; without it they are the log-mel bands.
     """
 
     @register_to_config
-    def __init__(self, n_mels: int = 80, sub_frames: int = 4, context: int = 5) -> None:
+    def __init__(self, in_channels: int = 80, sub_frames: int = 4, context: int = 5,
+                 speech_encoder: dict[str, Any] | None = None) -> None:
         super().__init__()
-        self.filter = nn.Conv1d(n_mels, 1, kernel_size=2 * context + 1)
+        self.filter = nn.Conv1d(in_channels, 1, kernel_size=2 * context + 1)
+        self.encoder = None
+        if speech_encoder is not None:
+            from transformers import WhisperConfig
+            from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+            encoder_config = WhisperConfig(**speech_encoder)
+            if encoder_config.encoder_layers * encoder_config.d_model != in_channels * sub_frames:
+                raise ValueError(f"A {encoder_config.encoder_layers}-layer encoder of width {encoder_config.d_model} "
+                                 f"gives {encoder_config.encoder_layers * encoder_config.d_model} features a frame, "
+                                 f"not in_channels * sub_frames = {in_channels * sub_frames}.")
+            self.encoder = WhisperEncoder(encoder_config)
+        self._log_mel = None
 
     @property
     def feature_dim(self) -> int:
-        return self.config.n_mels * self.config.sub_frames
+        return self.config.in_channels * self.config.sub_frames
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """``features`` ``(T, D)`` or ``(B, T, D)`` with ``D = n_mels * sub_frames``; returns ``(T,)`` or
+        """``features`` ``(T, D)`` or ``(B, T, D)`` with ``D = in_channels * sub_frames``; returns ``(T,)`` or
         ``(B, T)``. The first and last frames are repeated to give the edge frames their context."""
         single = features.dim() == 2
         x = features[None] if single else features  # (B, T, D)
         assert x.shape[-1] == self.feature_dim, f"expected {self.feature_dim} features a frame, got {x.shape[-1]}"
-        bands = x.reshape(*x.shape[:2], self.config.sub_frames, self.config.n_mels).mean(dim=2)  # (B, T, n_mels)
-        padded = F.pad(bands.transpose(1, 2), (self.config.context,) * 2, mode="replicate")  # (B, n_mels, T + 2c)
+        bands = x.reshape(*x.shape[:2], self.config.sub_frames, self.config.in_channels).mean(dim=2)  # (B, T, C)
+        padded = F.pad(bands.transpose(1, 2), (self.config.context,) * 2, mode="replicate")  # (B, C, T + 2c)
         opening = self.filter(padded)[:, 0].clamp(min=0.0)  # (B, T)
         return opening[0] if single else opening
+
+    def predict(self, samples: np.ndarray, fps: float) -> np.ndarray:
+        """The mouth opening ``(T,)`` for 16 kHz mono ``samples``, one value per video frame at ``fps``."""
+        with torch.inference_mode():
+            values = torch.from_numpy(self.features(samples, fps)).to(self.device, self.dtype)
+            return self(values).float().cpu().numpy()
+
+    def features(self, samples: np.ndarray, fps: float) -> np.ndarray:
+        """The model's input features ``(num_video_frames(len(samples), fps), feature_dim)`` for 16 kHz samples."""
+        samples = np.asarray(samples, dtype=np.float32)
+        if self.encoder is None:
+            if self._log_mel is None:
+                self._log_mel = LogMelFeatures()
+            return self._log_mel(samples, fps)
+        frames = _video_frame_count(samples, fps)
+        hidden = self._encode(samples)  # (P, D) at WHISPER_POSITIONS_PER_SECOND, position p centred at p / 50 s
+        rows = _interpolate_rows(hidden, (np.arange(frames) + 0.5) / fps * WHISPER_POSITIONS_PER_SECOND)
+        return (rows - rows.mean(axis=0)).astype(np.float32)  # centred over the recording, as log-mel is normalised
+
+    def _encode(self, samples: np.ndarray) -> np.ndarray:
+        """The encoder's hidden states after each layer, concatenated ``(P, D)``, over 30 s windows (each padded to
+        30 s, as Whisper was trained; a window sees no audio of its neighbours)."""
+        window = WHISPER_WINDOW_SECONDS * SAMPLE_RATE
+        extractor = self._whisper_log_mel()
+        pieces = []
+        for start in range(0, len(samples), window):
+            chunk = samples[start:start + window]
+            mel = extractor(chunk, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
+            with torch.inference_mode():
+                states = self.encoder(mel.to(self.device, self.dtype), output_hidden_states=True).hidden_states
+            positions = -(-len(chunk) * WHISPER_POSITIONS_PER_SECOND // SAMPLE_RATE)
+            pieces.append(torch.cat(states[1:], dim=-1)[0, :positions].float().cpu().numpy())
+        return np.concatenate(pieces)
+
+    def _whisper_log_mel(self):
+        """transformers' Whisper feature extractor for this encoder (log-mel as Whisper computes it, padded to 30 s)."""
+        if self._log_mel is None:
+            from transformers import WhisperFeatureExtractor
+
+            self._log_mel = WhisperFeatureExtractor(feature_size=self.encoder.config.num_mel_bins)
+        return self._log_mel

@@ -1,13 +1,16 @@
-"""Video-driven dubbing (``generate --driving-video``) measured on held-out people, on the landmark track.
+"""Video-driven dubbing (``generate --driving-video``) measured on held-out people, on the landmark track and, with
+``--video``, on the rendered video.
 
     H=$(python -c "from training.data.clip_sources import HOLDOUT; print(','.join(HOLDOUT))")
-    python bench/dubbing.py --clips ../shared/data/clips --holdout $H --out results/dubbing
+    python bench/dubbing.py --clips ../shared/data/clips --holdout $H --out results/dubbing [--video]
 
 Each held-out clip drives the photo (``ref.png``) of the next held-out person in the list with its own video and its
 own speech, as :meth:`TalkingFacePipeline.dub_landmarks` does for the command line. Against the clip's own tracked
 landmarks (the mesh front end), in the pose-free space: Pearson r of yaw, pitch and roll (head turn), of eye openness
 and brow height (upper face: these come from the video), and of the mouth aperture at lag 0 (the lower face: generated
-from the speech). Writes ``dubbing.md`` and ``dubbing.json``.
+from the speech). ``--video`` also renders each dubbed track with the warp renderer (256² crop) and scores the
+landmarks the front end finds in that video the same way, as a user's output would be judged. Writes ``dubbing.md``
+and ``dubbing.json``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +71,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", help="pipeline folder or Hub id (default: checkpoints/)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=REPO / "results" / "dubbing")
+    parser.add_argument("--video", action="store_true", help="also render each dubbed track and score the video")
     args = parser.parse_args()
 
     pipe = load_pipeline(args.checkpoint)
@@ -80,13 +85,20 @@ def main() -> None:
         inputs = pipe.prepare(photo_of / "ref.png", folder / "audio16k.wav")
         dubbed = pipe.dub_landmarks(inputs, driving, generator=torch.Generator().manual_seed(args.seed))
         rows[name] = {"photo": photo_of.name, "frames": dubbed.num_frames, **follow(dubbed, driving)}
-        print(name, {k: round(v, 3) for k, v in rows[name].items() if k in COLUMNS}, flush=True)
-    median = {c: float(np.median([r[c] for r in rows.values()])) for c in COLUMNS}
-    lines = ["| driving clip (own speech) | photo | frames | " + " | ".join(f"r {c}" for c in COLUMNS) + " |",
-             "|---" * (3 + len(COLUMNS)) + "|"]
-    lines += [f"| {name} | {r['photo']} | {r['frames']} | " + " | ".join(f"{r[c]:.3f}" for c in COLUMNS) + " |"
+        if args.video:
+            with tempfile.TemporaryDirectory() as tmp:
+                rendered = Path(tmp) / "dubbed.mp4"
+                pipe.render(inputs, dubbed, output_type="mp4", output_path=rendered)
+                seen, _ = extract_track(rendered, pipe.face_analyzer)
+            rows[name] |= {f"video {c}": v for c, v in follow(seen, driving).items()}
+        print(name, {k: round(v, 3) for k, v in rows[name].items() if not isinstance(v, str)}, flush=True)
+    columns = [*COLUMNS, *(f"video {c}" for c in COLUMNS if args.video)]
+    median = {c: float(np.median([r[c] for r in rows.values()])) for c in columns}
+    lines = ["| driving clip (own speech) | photo | frames | " + " | ".join(f"r {c}" for c in columns) + " |",
+             "|---" * (3 + len(columns)) + "|"]
+    lines += [f"| {name} | {r['photo']} | {r['frames']} | " + " | ".join(f"{r[c]:.3f}" for c in columns) + " |"
               for name, r in rows.items()]
-    lines.append("| **median** | | | " + " | ".join(f"**{median[c]:.3f}**" for c in COLUMNS) + " |")
+    lines.append("| **median** | | | " + " | ".join(f"**{median[c]:.3f}**" for c in columns) + " |")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "dubbing.md").write_text("\n".join(lines) + "\n")
     (args.out / "dubbing.json").write_text(json.dumps({"clips": rows, "median": median}, indent=2))

@@ -4,7 +4,8 @@
     python bench/threads.py --threads 1,2,4 --busy 2
 
 Stages: ``face`` (face detection and mesh on the photo, torch), ``landmarks`` (audio features and the landmark
-diffusion model, torch), ``warp`` (the warp renderer, OpenCV), ``diffusion`` (the diffusion renderer, torch; seconds
+diffusion model, torch; the mouth regressor inside it keeps its own policy), ``speech`` (the mouth regressor's
+Whisper encoder and filter, torch), ``warp`` (the warp renderer, OpenCV), ``diffusion`` (the diffusion renderer, torch; seconds
 per frame). "Busy" runs ``--busy`` background processes that each keep one core computing (another job on the same
 machine), the situation of a shared CPU Space or a laptop doing other work. Each figure is the median of
 ``--repeats`` runs. The policy in ``pipeline/threads.py`` is the thread count with the lowest worst case (idle or
@@ -51,6 +52,8 @@ def measure(repeats: int, thread_counts: list[int], diffusion_frames: int) -> di
         "landmarks": lambda: pipe.generate_landmarks(inputs, generator=torch.Generator().manual_seed(0)),
         "warp": lambda: pipe.render(inputs, track, output_type="np"),
     }
+    if pipe.mouth_regressor is not None:
+        stages["speech"] = lambda: pipe.mouth_regressor.predict(inputs.audio, inputs.fps)
     if "diffusion" in pipe.renderers:
         short = track.replace(track.frames[:diffusion_frames])
         clip = type(inputs)(inputs.image, inputs.face, inputs.audio[: diffusion_frames * 640], inputs.fps)

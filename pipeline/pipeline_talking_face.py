@@ -380,7 +380,8 @@ class TalkingFacePipeline(DiffusionPipeline):
         regressor)."""
         if self.mouth_regressor is None or not share:
             return motion
-        opening = self.mouth_regressor.predict(inputs.audio, inputs.fps)[: len(motion)]
+        with stage_threads("speech"):
+            opening = self.mouth_regressor.predict(inputs.audio, inputs.fps)[: len(motion)]
         return blend_mouth_opening(motion, neutral, opening, share)
 
     # --- 3. video -------------------------------------------------------------------------------------

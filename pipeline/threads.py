@@ -1,5 +1,5 @@
-"""How many intra-op threads each stage uses: torch for the face front end, the landmark model and the diffusion
-renderer; OpenCV for the warp renderer.
+"""How many intra-op threads each stage uses: torch for the face front end, the landmark model, the mouth regressor's
+speech encoder and the diffusion renderer; OpenCV for the warp renderer.
 
 The policy is measured, not guessed: ``python bench/threads.py`` times every stage on 1 and 2 threads on the
 reference host (2 cores), idle and with another job keeping one core busy, and picks per stage the count whose
@@ -17,7 +17,7 @@ from collections.abc import Iterator
 #: Environment variable that fixes the thread count of every stage.
 THREADS_ENV = "TALKING_FACE_THREADS"
 #: Threads per stage (an int, or "all" for every core), from bench/threads.py on the reference host.
-POLICY: dict[str, int | str] = {"face": 1, "landmarks": 1, "warp": "all", "diffusion": 1}
+POLICY: dict[str, int | str] = {"face": 1, "landmarks": 1, "speech": "all", "warp": "all", "diffusion": 1}
 
 
 def threads_for(stage: str) -> int:

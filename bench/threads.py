@@ -5,9 +5,9 @@
 
 Stages: ``face`` (face detection and mesh on the photo, torch), ``landmarks`` (audio features and the landmark
 diffusion model, torch; the mouth regressor inside it keeps its own policy), ``speech`` (the mouth regressor's
-Whisper encoder and filter, torch), ``warp`` (the warp renderer, OpenCV), ``diffusion`` (the diffusion renderer, torch; seconds
-per frame). "Busy" runs ``--busy`` background processes that each keep one core computing (another job on the same
-machine), the situation of a shared CPU Space or a laptop doing other work. Each figure is the median of
+Whisper encoder and filter, torch), ``warp`` (the warp renderer, OpenCV), ``diffusion`` (the diffusion renderer,
+torch; seconds per frame). "Busy" runs ``--busy`` background processes that each keep one core computing (another
+job on the same machine), the situation of a shared CPU Space or a laptop doing other work. Each figure is the median of
 ``--repeats`` runs. The policy in ``pipeline/threads.py`` is the thread count with the lowest worst case (idle or
 busy) per stage; writes ``threads.md`` and ``threads.json`` to ``--out``.
 """

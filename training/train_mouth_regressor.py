@@ -7,10 +7,10 @@ each clip's face at rest (``training.metrics.mouth_aperture`` of the canonical t
 the speech features of the surrounding frames, each feature scaled to unit variance for the fit. The features are
 the hidden states of the Whisper encoder in the config's ``speech_encoder`` folder (made by
 ``training/convert_whisper_encoder.py``; the regressor carries a copy), or the log-mel bands without one. The fitted
-filter is scaled so that its predictions spread as much as the
-real openings do (the ridge fit alone is the conditional mean, flatter than any real mouth), and written into the
-pipeline in ``final_dir`` with ``save_pretrained``, beside the other components already there. Mirrored copies
-(``*-mirror``) are skipped: they carry the same audio and the same opening.
+filter is scaled so that its predictions spread as much as the real openings do (the ridge fit alone is the
+conditional mean, flatter than any real mouth), and written into the pipeline in ``final_dir`` with
+``save_pretrained``, beside the other components already there. Mirrored copies (``*-mirror``) are skipped: they carry
+the same audio and the same opening.
 """
 
 from __future__ import annotations

@@ -63,7 +63,7 @@ class MouthOpeningRegressor(ModelMixin, ConfigMixin):
                                  f"gives {encoder_config.encoder_layers * encoder_config.d_model} features a frame, "
                                  f"not in_channels * sub_frames = {in_channels * sub_frames}.")
             self.encoder = WhisperEncoder(encoder_config)
-        self._log_mel = None
+        self._whisper_mel = None  # the encoder's feature extractor, made on first use
 
     @property
     def feature_dim(self) -> int:
@@ -90,9 +90,7 @@ class MouthOpeningRegressor(ModelMixin, ConfigMixin):
         """The model's input features ``(num_video_frames(len(samples), fps), feature_dim)`` for 16 kHz samples."""
         samples = np.asarray(samples, dtype=np.float32)
         if self.encoder is None:
-            if self._log_mel is None:
-                self._log_mel = LogMelFeatures()
-            return self._log_mel(samples, fps)
+            return LogMelFeatures()(samples, fps)
         frames = _video_frame_count(samples, fps)
         hidden = self._encode(samples)  # (P, D) at WHISPER_POSITIONS_PER_SECOND, position p centred at p / 50 s
         rows = _interpolate_rows(hidden, (np.arange(frames) + 0.5) / fps * WHISPER_POSITIONS_PER_SECOND)
@@ -115,8 +113,8 @@ class MouthOpeningRegressor(ModelMixin, ConfigMixin):
 
     def _whisper_log_mel(self):
         """transformers' Whisper feature extractor for this encoder (log-mel as Whisper computes it, padded to 30 s)."""
-        if self._log_mel is None:
+        if self._whisper_mel is None:
             from transformers import WhisperFeatureExtractor
 
-            self._log_mel = WhisperFeatureExtractor(feature_size=self.encoder.config.num_mel_bins)
-        return self._log_mel
+            self._whisper_mel = WhisperFeatureExtractor(feature_size=self.encoder.config.num_mel_bins)
+        return self._whisper_mel

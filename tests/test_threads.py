@@ -19,8 +19,8 @@ def no_override(monkeypatch):
 def test_policy_per_stage(no_override, monkeypatch):
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
     assert threads_for("landmarks") == threads_for("diffusion") == threads_for("face") == 1
-    assert threads_for("warp") == 8  # "all"
-    assert set(POLICY) == {"face", "landmarks", "warp", "diffusion"}
+    assert threads_for("warp") == threads_for("speech") == 8  # "all"
+    assert set(POLICY) == {"face", "landmarks", "speech", "warp", "diffusion"}
 
 
 def test_overrides(no_override, monkeypatch):

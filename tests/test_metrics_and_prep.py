@@ -227,6 +227,7 @@ def test_evaluate_with_tiny_random_model(prepared, tmp_path):
                  "--mouth-regressor", str(tmp_path / "regressor"), "--out", str(report)]) == 0
     table = (report / "landmarks.md").read_text()
     assert all(f"| {m} |" in table for m in ("model", "regressor", "model+regressor")) and "## Median" in table
+    assert (report / "landmarks.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     methods = json.loads((report / "landmarks.json").read_text())["methods"]
     model = methods["model"]["clips"]["talker_a"]
     assert model["frames"] == 13 and np.isfinite([model["lmd"], model["r0"], model["jitter"]]).all()

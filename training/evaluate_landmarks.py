@@ -290,6 +290,34 @@ def format_table(results: dict, title: str, notes: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot(results: dict, path: Path, title: str) -> None:
+    """Per clip and method, side by side: r@0 of the mouth opening and the mouth LMD, with each method's median as a
+    line across (the real video's r is 1 and LMD 0 by definition, so it is left out)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = [m for m in results if m != "real"]
+    clips = list(results[methods[0]]["clips"])
+    x = np.arange(len(clips))
+    width = 0.8 / len(methods)
+    fig, axes = plt.subplots(2, 1, figsize=(max(8.0, 1.3 * len(clips)), 7), sharex=True)
+    for ax, key, label in zip(axes, ("r0", "lmd"), ("mouth opening r@0", "mouth LMD (IOD)"), strict=True):
+        for i, method in enumerate(methods):
+            values = [results[method]["clips"][c][key] for c in clips]
+            bars = ax.bar(x + (i - (len(methods) - 1) / 2) * width, values, width, label=method)
+            ax.axhline(float(np.nanmedian(values)), color=bars.patches[0].get_facecolor(), lw=1, ls="--")
+        ax.set_ylabel(label)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend(ncol=len(methods), fontsize=8, loc="upper left")
+    axes[0].set_title(f"{title} (dashed: median over clips)")
+    axes[1].set_xticks(x, clips, rotation=30, ha="right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def load_examples(folder: Path, include_mirror: bool = False) -> list[Example]:
     paths = find_examples(folder)
     examples = [Example.load(p) for p in paths]
@@ -358,8 +386,10 @@ def main(argv: list[str] | None = None) -> int:
                                                          "guidance": args.guidance, "seed": args.seed},
                "methods": results}
     (args.out / "landmarks.json").write_text(json.dumps(payload, indent=1))
+    plot(results, args.out / "landmarks.png", f"{args.data}, seed {args.seed}")
     print(table)
-    print(f"Wrote {args.out / 'landmarks.md'} and {args.out / 'landmarks.json'} ({time.perf_counter() - start:.1f} s).")
+    print(f"Wrote {args.out / 'landmarks.md'}, landmarks.json and landmarks.png "
+          f"({time.perf_counter() - start:.1f} s).")
     return 0
 
 

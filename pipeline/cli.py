@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "0 for none)")
     model_options.add_argument("--mouth-blend", type=_number(float, 0, 1),
                                help="share of the mouth opening taken from the checkpoint's mouth regressor, 0..1 "
-                                    "(default: the checkpoint's, 0.5 for the shipped one; 0: the sampled mouth alone)")
+                                    "(default: the checkpoint's mouth_blend; 0: the sampled mouth alone)")
     parser = _Parser(prog="python -m pipeline", description="Talking-face generator.")
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -440,7 +440,7 @@ def test_dubbing_from_a_driving_video(client, media, astronaut, tmp_path):
 
 def test_the_mouth_blend_is_optional_recorded_and_checked(client, media):
     """``/landmarks`` takes the share of the mouth opening from the voice regressor as an optional last input: left
-    out, the checkpoint's (0.75); given, that one, recorded in the track; out of 0..1, a clear message."""
+    out, the checkpoint's (0.9); given, that one, recorded in the track; out of 0..1, a clear message."""
     from gradio_client import handle_file
 
     values = [0, 2.0, 2, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, None]
@@ -448,7 +448,7 @@ def test_the_mouth_blend_is_optional_recorded_and_checked(client, media):
     default = LandmarkTrack.load(client.predict(*files, *values, api_name="/landmarks")[0])
     none = LandmarkTrack.load(client.predict(*files, *values, 0.0, api_name="/landmarks")[0])
     full = LandmarkTrack.load(client.predict(*files, *values, 1.0, api_name="/landmarks")[0])
-    assert (default.info["mouth_blend"], none.info["mouth_blend"], full.info["mouth_blend"]) == (0.75, 0.0, 1.0)
+    assert (default.info["mouth_blend"], none.info["mouth_blend"], full.info["mouth_blend"]) == (0.9, 0.0, 1.0)
     gaps = [float(np.ptp(al.mouth_opening(t))) for t in (none, default, full)]
     assert not np.allclose(none.frames, full.frames) and gaps[0] != gaps[2]
     message = _error_message(lambda: client.predict(*files, *values, 2.0, api_name="/landmarks"))

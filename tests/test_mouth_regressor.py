@@ -39,6 +39,26 @@ def test_band_context_lines_up_with_the_models_taps():
     assert np.allclose(model(torch.from_numpy(features)).detach().numpy(), expected, atol=1e-5)
 
 
+
+def test_smoothing_is_a_gaussian_over_the_filters_opening():
+    """With ``smoothing`` the opening is the unsmoothed filter's output convolved over time with a normalised
+    Gaussian of that many frames (edges repeated), then kept at or above 0; a negative width is refused."""
+    torch.manual_seed(0)
+    sharp = MouthOpeningRegressor(context=2).eval()
+    smooth = MouthOpeningRegressor(context=2, smoothing=1.0).eval()
+    smooth.load_state_dict(sharp.state_dict())
+    features = torch.randn(40, 320)
+    with torch.no_grad():
+        raw = sharp.filter(torch.nn.functional.pad(features.reshape(40, 4, 80).mean(1).T[None], (2, 2),
+                                                   mode="replicate"))[0, 0].numpy()
+        got = smooth(features).numpy()
+    taps = np.exp(-0.5 * np.arange(-3, 4) ** 2)
+    expected = np.maximum(np.convolve(np.pad(raw, 3, mode="edge"), taps / taps.sum(), mode="valid"), 0.0)
+    assert np.allclose(got, expected, atol=1e-5)
+    assert np.abs(np.diff(got)).mean() < np.abs(np.diff(np.maximum(raw, 0.0))).mean()
+    with pytest.raises(ValueError, match="smoothing"):
+        MouthOpeningRegressor(smoothing=-1.0)
+
 def _example(audio: np.ndarray, opening: np.ndarray, neutral: np.ndarray, name: str) -> Example:
     canonical = np.repeat(neutral[None], len(opening), axis=0)
     canonical[:, [65, 66, 67], 1] += opening[:, None]  # the lower inner lip drops by the opening
@@ -185,8 +205,24 @@ def test_whisper_features_one_row_a_video_frame_centred_and_saved(tmp_path):
     model.save_pretrained(tmp_path / "m")
     again = MouthOpeningRegressor.from_pretrained(tmp_path / "m", use_safetensors=True).eval()
     assert again.encoder is not None and np.allclose(again.predict(audio, 25.0), opening, atol=1e-6)
-    with pytest.raises(ValueError, match="features a frame"):
+    with pytest.raises(ValueError, match="features a position"):
         MouthOpeningRegressor(in_channels=16, sub_frames=1, speech_encoder=TINY_WHISPER)
+
+
+def test_whisper_sub_frames_are_positions_spread_across_each_video_frame():
+    """With two sub-frames a video frame's features are the encoder's states at a quarter and three quarters of the
+    frame (interpolated between positions), side by side; the model averages them."""
+    from pipeline.audio import _interpolate_rows
+
+    torch.manual_seed(0)
+    model = MouthOpeningRegressor(in_channels=32, sub_frames=2, context=1, speech_encoder=TINY_WHISPER).eval()
+    audio = speechlike(2.0)
+    features = model.features(audio, 25.0)
+    assert features.shape == (50, 64) and not np.allclose(features[:, :32], features[:, 32:])
+    hidden = model._encode(audio)
+    quarter = _interpolate_rows(hidden, (np.arange(50) + 0.25) * 2.0)  # 50 positions a second, 25 frames
+    assert np.allclose(features[:, :32], quarter - quarter.mean(axis=0), atol=1e-5)
+    assert model.predict(audio, 25.0).shape == (50,)
 
 
 def test_whisper_encodes_long_recordings_window_by_window():
@@ -210,9 +246,11 @@ def test_ridge_fit_with_whisper_features_sets_the_filter_it_reports(astronaut_la
     from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
     WhisperEncoder(WhisperConfig(**TINY_WHISPER)).save_pretrained(tmp_path / "encoder")
-    model = build_model({"speech_encoder": {"path": str(tmp_path / "encoder")}, "model": {"context": 2}})
+    model = build_model({"speech_encoder": {"path": str(tmp_path / "encoder")},
+                         "model": {"context": 2, "sub_frames": 2, "smoothing": 0.8}})
     saved = WhisperEncoder.from_pretrained(tmp_path / "encoder", use_safetensors=True)
-    assert model.config.in_channels == 32 and torch.equal(model.encoder.conv1.weight, saved.conv1.weight)
+    assert (model.config.in_channels, model.config.sub_frames, model.config.smoothing) == (32, 2, 0.8)
+    assert torch.equal(model.encoder.conv1.weight, saved.conv1.weight)
     neutral = closed_mouth(np.asarray(astronaut_landmarks, dtype=np.float32)[:, :2] / 100.0)
     rng = np.random.default_rng(0)
     examples = []

@@ -63,7 +63,9 @@ def fit(examples: list[Example], model: MouthOpeningRegressor, ridge: float) -> 
     x_scale = np.maximum(x.std(axis=0), 1e-6)
     scaled = (x - x_mean) / x_scale
     weights = np.linalg.solve(scaled.T @ scaled + ridge * np.eye(x.shape[1]), scaled.T @ (y - y_mean)) / x_scale
-    fitted = (x - x_mean) @ weights
+    with torch.no_grad():  # as the model smooths it, clip by clip
+        fitted = np.concatenate([model.smooth(torch.from_numpy((part - x_mean) @ weights)[None])[0].numpy()
+                                 for part in np.split(x, np.cumsum([len(r) for r in rows])[:-1])])
     gain = float(y.std() / max(fitted.std(), 1e-12))  # spread like the real openings
     weights *= gain
     c, channels = model.config.context, model.config.in_channels
@@ -88,8 +90,9 @@ def build_model(config: dict) -> MouthOpeningRegressor:
     encoder = WhisperEncoder.from_pretrained(folder, use_safetensors=True)
     keys = ("d_model", "encoder_layers", "encoder_attention_heads", "encoder_ffn_dim", "num_mel_bins",
             "max_source_positions", "activation_function")
-    model = MouthOpeningRegressor(in_channels=encoder.config.encoder_layers * encoder.config.d_model, sub_frames=1,
-                                  speech_encoder={key: getattr(encoder.config, key) for key in keys}, **settings)
+    model = MouthOpeningRegressor(in_channels=encoder.config.encoder_layers * encoder.config.d_model,
+                                  speech_encoder={key: getattr(encoder.config, key) for key in keys},
+                                  **{"sub_frames": 1, **settings})
     model.encoder.load_state_dict(encoder.state_dict())
     return model.eval()
 

@@ -5,7 +5,8 @@ new voice less closely than the conditional mean does (sampling noise and the sy
 blur which sound opens the mouth). This model is that conditional mean for one number per frame, the inner-lip
 opening in inter-ocular units above the face at rest: a linear filter over the speech features of the surrounding
 frames (``2 * context + 1`` video frames), fitted by ridge regression on real talking clips
-(``training/train_mouth_regressor.py``) and scaled so its spread matches the real mouths'. The pipeline mixes it
+(``training/train_mouth_regressor.py``) and scaled so its spread matches the real mouths', then smoothed over time
+(lips move slower than a per-frame linear filter jitters). The pipeline mixes it
 with the sampled mouth (:func:`pipeline.landmarks.blend_mouth_opening`), as SadTalker keeps a deterministic lip
 network beside a sampled pose.
 
@@ -41,16 +42,21 @@ class MouthOpeningRegressor(ModelMixin, ConfigMixin):
 
     Parameters:
         in_channels (`int`): features per sub-frame (80 log-mel bands, or the concatenated encoder hidden states).
-        sub_frames (`int`): sub-frames per video frame in the features (averaged here).
+        sub_frames (`int`): sub-frames per video frame in the features (averaged here): log-mel slices, or Whisper
+            positions evenly spaced across the frame.
         context (`int`): video frames seen on each side of the predicted one.
+        smoothing (`float`): standard deviation, in video frames, of the Gaussian that smooths the opening over time
+            (0: none).
         speech_encoder (`dict`, *optional*): the ``transformers.WhisperConfig`` arguments of the Whisper encoder whose
             hidden states after each layer, concatenated, are the features; without it they are the log-mel bands.
     """
 
     @register_to_config
     def __init__(self, in_channels: int = 80, sub_frames: int = 4, context: int = 5,
-                 speech_encoder: dict[str, Any] | None = None) -> None:
+                 speech_encoder: dict[str, Any] | None = None, smoothing: float = 0.0) -> None:
         super().__init__()
+        if smoothing < 0:
+            raise ValueError(f"smoothing must be >= 0 frames, not {smoothing}")
         self.filter = nn.Conv1d(in_channels, 1, kernel_size=2 * context + 1)
         self.encoder = None
         if speech_encoder is not None:
@@ -58,10 +64,10 @@ class MouthOpeningRegressor(ModelMixin, ConfigMixin):
             from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
             encoder_config = WhisperConfig(**speech_encoder)
-            if encoder_config.encoder_layers * encoder_config.d_model != in_channels * sub_frames:
+            if encoder_config.encoder_layers * encoder_config.d_model != in_channels:
                 raise ValueError(f"A {encoder_config.encoder_layers}-layer encoder of width {encoder_config.d_model} "
-                                 f"gives {encoder_config.encoder_layers * encoder_config.d_model} features a frame, "
-                                 f"not in_channels * sub_frames = {in_channels * sub_frames}.")
+                                 f"gives {encoder_config.encoder_layers * encoder_config.d_model} features a "
+                                 f"position, not in_channels = {in_channels}.")
             self.encoder = WhisperEncoder(encoder_config)
         self._whisper_mel = None  # the encoder's feature extractor, made on first use
 
@@ -77,8 +83,19 @@ class MouthOpeningRegressor(ModelMixin, ConfigMixin):
         assert x.shape[-1] == self.feature_dim, f"expected {self.feature_dim} features a frame, got {x.shape[-1]}"
         bands = x.reshape(*x.shape[:2], self.config.sub_frames, self.config.in_channels).mean(dim=2)  # (B, T, C)
         padded = F.pad(bands.transpose(1, 2), (self.config.context,) * 2, mode="replicate")  # (B, C, T + 2c)
-        opening = self.filter(padded)[:, 0].clamp(min=0.0)  # (B, T)
+        opening = self.smooth(self.filter(padded)[:, 0]).clamp(min=0.0)  # (B, T)
         return opening[0] if single else opening
+
+    def smooth(self, opening: torch.Tensor) -> torch.Tensor:
+        """``opening`` ``(B, T)`` convolved over time with the config's Gaussian (edge frames repeated)."""
+        sigma = self.config.smoothing
+        if not sigma:
+            return opening
+        radius = max(1, round(3 * sigma))
+        taps = torch.arange(-radius, radius + 1, dtype=opening.dtype, device=opening.device)
+        kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
+        padded = F.pad(opening[:, None], (radius, radius), mode="replicate")
+        return F.conv1d(padded, (kernel / kernel.sum())[None, None])[:, 0]
 
     def predict(self, samples: np.ndarray, fps: float) -> np.ndarray:
         """The mouth opening ``(T,)`` for 16 kHz mono ``samples``, one value per video frame at ``fps``."""
@@ -93,7 +110,9 @@ class MouthOpeningRegressor(ModelMixin, ConfigMixin):
             return LogMelFeatures()(samples, fps)
         frames = _video_frame_count(samples, fps)
         hidden = self._encode(samples)  # (P, D) at WHISPER_POSITIONS_PER_SECOND, position p centred at p / 50 s
-        rows = _interpolate_rows(hidden, (np.arange(frames) + 0.5) / fps * WHISPER_POSITIONS_PER_SECOND)
+        subs = self.config.sub_frames
+        rows = np.concatenate([_interpolate_rows(hidden, (np.arange(frames) + (j + 0.5) / subs) / fps
+                                                 * WHISPER_POSITIONS_PER_SECOND) for j in range(subs)], axis=1)
         return (rows - rows.mean(axis=0)).astype(np.float32)  # centred over the recording, as log-mel is normalised
 
     def _encode(self, samples: np.ndarray) -> np.ndarray:

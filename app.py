@@ -597,7 +597,8 @@ def create_demo(pipe) -> gr.Blocks:
                 mouth_blend = gr.Slider(0.0, 1.0, float(pipe.config.mouth_blend), step=0.05,
                                         label="Mouth from the voice regressor",
                                         info="Share of the mouth opening that follows the speech deterministically; "
-                                             "0: the sampled mouth alone (regenerates)",
+                                             "lower shuts the lips more often on m, b, p; 0: the sampled mouth alone "
+                                             "(regenerates)",
                                         visible=pipe.mouth_regressor is not None)
 
         control_inputs = [intensity, smile, smoothing, blink_rate, head_motion, yaw, pitch, roll]

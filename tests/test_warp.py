@@ -389,6 +389,39 @@ def test_the_far_side_of_a_turned_face_keeps_its_outline_outside_the_eye(crop256
     assert np.array_equal(at_rest[0, :68], apply_transform(ctx.to_canvas, reference))
 
 
+def test_ears_and_hair_beside_a_turning_cheek_move_with_it(crop256, reference: np.ndarray) -> None:
+    """Turned 15-20 degrees, the near cheek swings out past where the head's rigid motion alone puts the ear and hair
+    beside it: the skin between was squashed to a hard edge at the temple (to 2-4 % of its area, or turned over).
+    The head points there follow the jaw line's own motion, so those triangles keep half their area or more."""
+    import dataclasses
+
+    from pipeline.canonical import lift_to_3d
+    from pipeline.edits import turn_head
+    from pipeline.landmarks import LandmarkTrack
+
+    _, ctx = crop256
+    face = lift_to_3d(reference)
+    yaws = np.array([-20.0, -15.0, 15.0, 20.0])
+    track = LandmarkTrack(np.repeat(face[None], len(yaws), axis=0), 25, (512, 512), reference=face)
+    frames = turn_head(track, np.stack([yaws, np.zeros_like(yaws), np.zeros_like(yaws)], axis=1)).points2d
+    start = FACE_VERTICES + len(ctx.carriers)
+    head = set(range(start, start + ctx.num_head))
+    beside = [k for k, tri in enumerate(ctx.triangles) if set(tri) & set(range(17)) and set(tri) & head]
+    assert beside and ctx.head_follow.shape == (ctx.num_head, 17)
+    photo_areas = signed_areas(ctx.mesh[None], ctx.triangles)[:, beside]
+
+    def area_ratios(context) -> np.ndarray:
+        dst, _ = track_destinations(context, frames)
+        return signed_areas(dst, ctx.triangles)[:, beside] / photo_areas
+
+    following = area_ratios(ctx)
+    assert following.min() >= 0.5 and following.max() <= 1.5
+    rigid = area_ratios(dataclasses.replace(ctx, head_follow=np.zeros_like(ctx.head_follow)))
+    assert (rigid.min(axis=1) < 0.1).all()
+    at_rest, _ = track_destinations(ctx, reference[None])
+    assert np.allclose(at_rest[0, start : start + ctx.num_head], ctx.mesh[start : start + ctx.num_head], atol=1e-6)
+
+
 def test_a_face_pushed_against_the_border_stays_in_one_piece(crop256, reference: np.ndarray) -> None:
     """A track that moves the head a third to three fifths of the crop sideways (turned or not) pushes the skull
     against the fixed border: the warp stops the face short of it, whole. Its triangles keep their shape (a rigid

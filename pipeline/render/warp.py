@@ -107,6 +107,13 @@ MIN_SPACING = 0.15
 #: temple just outside it) and the skin between them would fold.
 FAR_SIDE = (((16, 15, 14, 13), (45, 26)), ((0, 1, 2, 3), (36, 17)))
 OUTLINE_CLEARANCE = 0.05
+#: Head points beside the face (ears, temples, hair) follow the jaw line's own motion beyond the head's rigid motion:
+#: each takes the jaw points' extra motion weighted by a Gaussian of their distance (OUTLINE_FOLLOW_REACH eye
+#: distances), times a Gaussian of its distance to the nearest jaw point (OUTLINE_FOLLOW_FALLOFF). A turning head's
+#: near cheek swings out past where the rigid motion puts the ear beside it; held there, the skin between them was
+#: squashed into a hard edge at the temple.
+OUTLINE_FOLLOW_REACH = 0.5
+OUTLINE_FOLLOW_FALLOFF = 0.8
 #: Head points are kept this far (fraction of the region side) inside the region border.
 BORDER_MARGIN = 0.04
 #: Mouth and eye openings forced on the layout used to triangulate (inter-ocular units).
@@ -190,7 +197,8 @@ class WarpContext:
     adjacency: np.ndarray  # (N, N) float64: 1 where two vertices share a triangle edge
     mesh: np.ndarray  # (N, 2) float64 canvas positions of the mesh vertices in the photo
     carriers: np.ndarray  # (A,) brow point carrying each crease vertex (vertices FACE_VERTICES : +A)
-    num_head: int  # the next num_head vertices move rigidly with the head; the rest are fixed anchors
+    num_head: int  # the next num_head vertices move with the head (rigidly, plus head_follow); the rest are anchors
+    head_follow: np.ndarray  # (num_head, 17) share of each jaw point's non-rigid motion each head point takes
     grid_x: np.ndarray  # (h, w) float32 canvas x of each pixel
     grid_y: np.ndarray  # (h, w) float32 canvas y of each pixel
     style: MouthStyle
@@ -370,6 +378,15 @@ def _head_points(ref: np.ndarray, taken: np.ndarray, size: tuple[int, int]) -> n
     return np.reshape(kept, (-1, 2))
 
 
+def _outline_follow(head: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """``(len(head), 17)``: how much of each jaw point's motion beyond the head's rigid motion each head point takes
+    (:data:`OUTLINE_FOLLOW_REACH`, :data:`OUTLINE_FOLLOW_FALLOFF`); ``ref`` is the face (68 points, same pixels)."""
+    distance = np.linalg.norm(head[:, None] - ref[None, list(JAW)], axis=-1) / float(inter_ocular(ref))
+    weights = np.exp(-0.5 * (distance / OUTLINE_FOLLOW_REACH) ** 2)
+    weights /= np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)
+    return weights * np.exp(-0.5 * (distance.min(axis=1, initial=np.inf) / OUTLINE_FOLLOW_FALLOFF) ** 2)[:, None]
+
+
 def _anchors(size: tuple[int, int]) -> np.ndarray:
     """Fixed points just outside the canvas border, so every pixel lies inside the mesh."""
     w, h = size
@@ -547,6 +564,9 @@ def track_destinations(ctx: WarpContext, frames: np.ndarray) -> tuple[np.ndarray
     offsets = ctx.mesh[FACE_VERTICES:start] - ctx.mesh[ctx.carriers]
     creases = landmarks[:, ctx.carriers] + np.einsum("tij,nj->tni", linear, offsets)
     head = np.einsum("tij,nj->tni", linear, ctx.mesh[start : start + ctx.num_head]) + motion[:, None, :, 2]
+    jaw = list(JAW)
+    outline_motion = landmarks[:, jaw] - (np.einsum("tij,nj->tni", linear, ctx.mesh[jaw]) + motion[:, None, :, 2])
+    head = head + np.einsum("hj,tjk->thk", ctx.head_follow, outline_motion)  # ears and hair beside the cheeks
     head = np.clip(head, 1.0, np.array(ctx.canvas_size) - 2.0)  # stay inside the fixed border
     anchors = ctx.mesh[start + ctx.num_head :]
     dst = np.concatenate(
@@ -646,6 +666,7 @@ class WarpRenderer:
             mesh=mesh,
             carriers=brows,
             num_head=len(head),
+            head_follow=_outline_follow(head, ref_canvas),
             grid_x=grid_x,
             grid_y=grid_y,
             style=style,

@@ -15,6 +15,9 @@ with the mesh front end:
 * ``folds``: frames of the warp in which a destination triangle folds over (its signed area turns negative), as the
   track asks for them and as rendered (the renderer unfolds them: ``pipeline.render.warp.unfold``).
 
+``--pair PHOTO:DRIVER`` (repeatable) adds pairs of any photo (a path) driven by a clip folder's video in ``--clips``,
+e.g. the smiling portrait ``../shared/data/portraits/happy.png:latentsync_demo2``.
+
 Also the renderer's speed (frames a second, 256², all pairs; ``--renderer diffusion`` judges the checkpoint's
 diffusion renderer instead of the warp renderer) and a contact sheet per pair (driver above, rendered below, five
 frames) in ``--out``, beside ``cross_identity.md`` / ``.json``. The contact sheets show ``../shared/data`` people:
@@ -88,6 +91,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=Path, required=True)
     parser.add_argument("--holdout", required=True, help="comma-separated held-out clip names (at least 2)")
+    parser.add_argument("--pair", action="append", default=[], metavar="PHOTO:DRIVER",
+                        help="also animate this photo (a path) with this clip's video (a name in --clips)")
     parser.add_argument("--out", type=Path, default=REPO / "results" / "cross_identity")
     parser.add_argument("--renderer", choices=("warp", "diffusion"), default="warp",
                         help="diffusion: the checkpoint's diffusion renderer (warp + refined lower face)")
@@ -98,10 +103,16 @@ def main() -> None:
     renderer = WarpRenderer(size=256) if args.renderer == "warp" else diffusion_renderer(args.checkpoint)
     args.out.mkdir(parents=True, exist_ok=True)
     rows, render_seconds, rendered_frames = {}, 0.0, 0
-    for i in range(len(names) - 1):
-        person, driver = args.clips / names[i], args.clips / names[i + 1]
+    pairs = [(args.clips / names[i] / "ref.png", names[i], names[i + 1]) for i in range(len(names) - 1)]
+    for extra in args.pair:
+        photo_path, _, driver_name = extra.rpartition(":")
+        if not photo_path or not (args.clips / driver_name).is_dir() or not Path(photo_path).is_file():
+            parser.error(f"--pair {extra!r}: give PHOTO:DRIVER, a photo file and a clip folder name in --clips")
+        pairs.append((Path(photo_path), Path(photo_path).stem, driver_name))
+    for photo_path, person_name, driver_name in pairs:
+        driver = args.clips / driver_name
         video = next(iter(sorted(driver.glob("video.*"))))
-        photo = load_image(person / "ref.png")
+        photo = load_image(photo_path)
         face = analyzer.detect(photo)
         track, _ = extract_track(video, analyzer)
         driven = retarget(track, face_points(face), (photo.shape[1], photo.shape[0])).points2d
@@ -124,15 +135,15 @@ def main() -> None:
             turn_r = _r(pose_from_transform(transforms)[:, 0], pose_from_transform(real[1][ok])[:, 0])
         else:
             mouth_r = turn_r = 0.0
-        rows[f"{names[i]} <- {names[i + 1]}"] = {
+        name = f"{person_name} <- {driver_name}"
+        rows[name] = {
             "frames": len(rendered), "face": len(ok) / len(rendered),
             "identity_median": float(np.median(distances)) if distances else float("nan"),
             "identity_p90": float(np.percentile(distances, 90)) if distances else float("nan"),
             "mouth_r": mouth_r, "turn_r": turn_r,
             **dict(zip(("folds_asked", "folds"), folded_frames(getattr(ctx, "warp", ctx), driven), strict=True))}
-        contact_sheet(list(iter_video_frames(video)), rendered, args.out / f"{names[i]}_from_{names[i + 1]}.png")
-        print(names[i], "<-", names[i + 1], {k: round(v, 3) for k, v in rows[f"{names[i]} <- {names[i + 1]}"].items()},
-              flush=True)
+        contact_sheet(list(iter_video_frames(video)), rendered, args.out / f"{person_name}_from_{driver_name}.png")
+        print(name, {k: round(v, 3) for k, v in rows[name].items()}, flush=True)
     fps = rendered_frames / render_seconds
     lines = ["| portrait <- driver | frames | face found | identity median | identity p90 | mouth r | turn r | "
              "frames with folds asked / rendered |", "|---|---|---|---|---|---|---|---|"]

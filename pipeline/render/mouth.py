@@ -1,5 +1,5 @@
 """Synthesis of what a warp cannot show at the mouth: the inside of an opened mouth (a dark cavity with upper and,
-wide open, lower teeth) and closed lips over a photo's open mouth.
+wide open, lower teeth), or the photo's own teeth moved with the lips.
 
 A warp can only stretch the pixels the photo has. When a target frame opens the mouth wider than the
 photo's own, the area inside the inner lip would be a smear of stretched lip pixels; :func:`paint_mouth`
@@ -7,8 +7,9 @@ paints a plausible inside over it instead, shaped by the target's inner-lip poly
 lit like the photo (:func:`mouth_style`). A photo that shows its own teeth keeps them instead
 (:class:`PhotoMouth`): the inside of its mouth is cut along the line between the lips, the upper part (upper teeth)
 moves rigidly with the upper lip and the lower part (lower teeth) with the lower lip and jaw, and the gap that opens
-between them is the dark of a mouth. When the lips meet over a photo whose mouth is open, the photo's teeth
-squashed between them would show as a white line; :func:`paint_lip_seam` paints the lips closed there.
+between them is the dark of a mouth. Lips that meet over a photo whose mouth is open are the warp's to draw
+(:func:`pipeline.render.warp.lip_sources`: their edges come from inside the photo's lips, so neither the teeth nor
+the dark inner lip edges show along the closed line); :func:`seam_amount` says how far they have closed.
 """
 
 from __future__ import annotations
@@ -37,11 +38,9 @@ TOOTH_EDGES = np.array([0.0, 0.09, 0.165])
 TOOTH_GAP = 0.005
 #: Width of the soft edge of the painted mouth, in inter-ocular units.
 FEATHER = 0.022
-#: Lips that meet over a photo's open mouth: the seam is painted fully at this opening (inter-ocular units) and
-#: below, fading out by SEAM_FADE; its half-thickness, and the darker crease along it, in inter-ocular units.
+#: Lips closing over a photo's open mouth: fully closed at an opening of 0, not at all from SEAM_FADE (inter-ocular
+#: units) up.
 SEAM_FADE = 0.03
-SEAM_HALF_WIDTH = 0.022
-SEAM_CREASE = 0.006
 #: Reference look of teeth and the cavity (RGB) under a skin luminance of ``REFERENCE_SKIN``.
 TEETH_RGB = np.array([232.0, 222.0, 205.0])
 REFERENCE_SKIN = 175.0
@@ -55,7 +54,6 @@ class MouthStyle:
     tongue: np.ndarray
     cavity_front: np.ndarray
     cavity_back: np.ndarray
-    lips: np.ndarray
 
 
 def polygon_pixels(image: np.ndarray, polygons: list[np.ndarray], exclude: np.ndarray | None = None) -> np.ndarray:
@@ -85,7 +83,7 @@ def mouth_style(image: np.ndarray, landmarks: np.ndarray) -> MouthStyle:
     front = np.clip(lip_hue * 95.0 * light, 0, 255) * np.array([1.0, 0.62, 0.62])
     back = front * 0.12
     tongue = np.clip(lip_hue * 150.0 * light, 0, 255) * np.array([1.0, 0.5, 0.5])
-    return MouthStyle(*(c.astype(np.float32) for c in (teeth, tongue, front, back, lips)))
+    return MouthStyle(*(c.astype(np.float32) for c in (teeth, tongue, front, back)))
 
 
 def inner_opening(points: np.ndarray) -> np.ndarray:
@@ -234,32 +232,11 @@ def paint_mouth(frame: np.ndarray, inner: np.ndarray, amount: float, iod: float,
 
 
 def seam_amount(target_opening: np.ndarray, photo_opening: float) -> np.ndarray:
-    """How much lip seam to paint (0..1): where lips meet (target opening near 0) over a photo whose mouth is open
-    (its teeth or cavity would show as a light or dark line between the lips), none over a photo with closed lips."""
+    """How far the lips have closed over a photo whose mouth is open (0..1): 1 where they meet (target opening 0),
+    0 from an opening of :data:`SEAM_FADE` up, and 0 everywhere over a photo whose lips already meet."""
     if photo_opening <= SEAM_FADE:
         return np.zeros(np.shape(target_opening))
     return smoothstep(SEAM_FADE, 0.0, np.asarray(target_opening, dtype=np.float32)).astype(np.float64)
-
-
-def paint_lip_seam(frame: np.ndarray, inner: np.ndarray, amount: float, iod: float, style: MouthStyle) -> None:
-    """Paint closed lips along the line where the inner lip outline ``inner`` (points 60-67, frame pixels) meets:
-    lip colour over the squashed inside of the photo's open mouth, with a soft darker crease where the lips touch.
-    ``amount`` (0..1) scales the opacity; ``frame`` (uint8 RGB) is changed in place."""
-    if amount <= 0.0:
-        return
-    inner = np.asarray(inner, dtype=np.float64)
-    line = (smooth_chain(inner[[0, 1, 2, 3, 4]]) + smooth_chain(inner[[0, 7, 6, 5, 4]])) / 2
-    half = max(1.0, SEAM_HALF_WIDTH * iod)
-    box = bounding_box(line, 2.0 * half + 2.0, frame.shape)
-    if box is None:
-        return
-    shifted = np.round((line - box[:2]) * 16).astype(np.int32)
-    size = (box[3] - box[1], box[2] - box[0])
-    for colour, width, opacity in ((style.lips, half, 1.0), (style.lips * 0.6, max(0.5, SEAM_CREASE * iod), 0.5)):
-        mask = np.zeros(size, np.uint8)
-        cv2.polylines(mask, [shifted], False, 255, max(1, round(2 * width)), cv2.LINE_AA, 4)
-        alpha = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), max(0.5, 0.5 * width)) * (amount * opacity / 255)
-        blend(frame, box, colour, alpha)
 
 
 #: Inner-lip chains as positions in INNER_LIP (points 60-67): the upper lip from corner to corner (60-64), the lower

@@ -9,7 +9,8 @@ records the photo's colours for what a warp cannot show. The mesh has these kind
 * eyelid creases between each brow and eye, carried by their brow point (turning and scaling with
   the head), so a blink stretches the upper-lid skin over the eye instead of pulling the brow down;
 * head points (forehead row above the brows, a skull arc mirrored from the jaw, the ears), which move
-  rigidly with the per-frame similarity of the stable points, so head motion carries the whole head;
+  rigidly with the per-frame similarity of the stable points, so head motion carries the whole head, those beside
+  the face also with the jaw line's own motion (a turning cheek carries the ear and hair beside it);
 * anchors on the border of the region, which never move, so the background stays put.
 
 The topology is a Delaunay triangulation computed once, with the lip, eye, brow and jaw outlines
@@ -17,10 +18,12 @@ forced in as edges (so the upper lip never stretches into the lower one, nor the
 other). :meth:`WarpRenderer.render` then moves the vertices of any triangle the track would fold over until none
 does (:func:`unfold`: the warp's Jacobian never changes sign), and, for each frame, rasterises the destination
 triangles into an index image (folded triangles first, should any be left, so valid ones win), turns it into a
-per-pixel source map with a table of per-triangle affines and samples the photo with ``cv2.remap``. Last it paints
-what the photo does not have: the inside of a mouth opened wider than the photo's, closed lips where the lips meet
-over a photo's open mouth (:mod:`pipeline.render.mouth`) and the skin of an upper lid closing over the eye, mirrored
-from under the eye, with a lash line.
+per-pixel source map with a table of per-triangle affines and samples the photo with ``cv2.remap``. Lips asked to
+meet (or to cross) meet exactly; where they meet over a photo's open mouth, their edges are sampled from inside the
+photo's lips (:func:`lip_sources`), so the closed line shows lip against lip, not squashed teeth. Last it paints what
+the photo does not have: the inside of a mouth opened wider than the photo's, or the photo's own teeth moved with
+the lips (:mod:`pipeline.render.mouth`), and the skin of an upper lid closing over the eye, mirrored from under the
+eye, with a lash line.
 
 Full mode warps a region of the photo at its own resolution; a region over ``MAX_WORK_SIDE`` pixels
 is warped on a grid shrunk by a whole factor, and only the area that moves is enlarged back and
@@ -59,7 +62,6 @@ from .mouth import (
     fill_amount,
     inner_opening,
     mouth_style,
-    paint_lip_seam,
     paint_mouth,
     paint_photo_mouth,
     polygon_pixels,
@@ -114,6 +116,15 @@ OUTLINE_CLEARANCE = 0.05
 #: squashed into a hard edge at the temple.
 OUTLINE_FOLLOW_REACH = 0.5
 OUTLINE_FOLLOW_FALLOFF = 0.8
+#: Lips that meet over a photo's open mouth take their edges from this share of the way into each lip (from its inner
+#: towards its outer outline, in the photo): the photo's inner lip edges, dark where they meet the teeth, and the teeth
+#: themselves stay inside the closed line instead of showing along it.
+LIP_RETRACT = 0.3
+#: Inner lips closer than this (inter-ocular units) meet: a sliver of a gap would stretch the inside of the mouth
+#: across it.
+LIP_MEET = 0.01
+#: Inner-lip points and the outer-lip point across each lip from them (the corners' from the outer corners).
+LIP_ACROSS = ((60, 48), (61, 50), (62, 51), (63, 52), (64, 54), (65, 56), (66, 57), (67, 58))
 #: Head points are kept this far (fraction of the region side) inside the region border.
 BORDER_MARGIN = 0.04
 #: Mouth and eye openings forced on the layout used to triangulate (inter-ocular units).
@@ -428,13 +439,14 @@ def folded_triangles(ctx: WarpContext, dst: np.ndarray) -> np.ndarray:
 
 
 def _affine_tables(dst: np.ndarray, src: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    """Per-triangle affines from destination to source, ``(T, K + 1, 6)`` float32 rows (ax, bx, cx, ay, by, cy).
+    """Per-triangle affines from destination to source, ``(T, K + 1, 6)`` float32 rows (ax, bx, cx, ay, by, cy);
+    ``src`` is one mesh ``(N, 2)`` for every frame or one a frame ``(T, N, 2)``.
 
     ``source_x = ax * x + bx * y + cx`` (likewise y) inside each destination triangle. Degenerate
     destination triangles get the translation of their centroid. The extra last row is the identity.
     """
     d = dst[:, triangles]  # (T, K, 3, 2)
-    s = np.broadcast_to(src[triangles], d.shape)
+    s = np.broadcast_to(src[..., triangles, :], d.shape)
     d1, d2 = d[:, :, 1] - d[:, :, 0], d[:, :, 2] - d[:, :, 0]
     det = d1[..., 0] * d2[..., 1] - d2[..., 0] * d1[..., 1]
     ok = np.abs(det) > 2 * MIN_AREA
@@ -450,6 +462,22 @@ def _affine_tables(dst: np.ndarray, src: np.ndarray, triangles: np.ndarray) -> n
         tables[:, :-1, 3 * axis : 3 * axis + 3] = np.stack([a, b, shift], axis=-1)
     tables[:, -1] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
     return tables.astype(np.float32)
+
+
+def lip_sources(ctx: WarpContext, closing: np.ndarray) -> np.ndarray:
+    """Where each frame samples the photo ``(T, N, 2)``: the photo's mesh, with the inner lip points of frames whose
+    lips meet over the photo's open mouth (``closing`` ``(T,)``, 0..1) taken :data:`LIP_RETRACT` of the way into their
+    lip (the inner-lip curve midpoints with them)."""
+    sources = np.repeat(ctx.mesh[None], len(closing), axis=0)
+    if not np.any(closing > 0):
+        return sources
+    inner, outer = (list(side) for side in zip(*LIP_ACROSS, strict=True))
+    landmarks = sources[:, :NUM_POINTS]
+    landmarks[:, inner] += (LIP_RETRACT * np.asarray(closing))[:, None, None] * (ctx.mesh[outer] - ctx.mesh[inner])
+    lip_midpoints = MIDPOINT_WEIGHTS[:, inner].any(axis=1)
+    sources[:, NUM_POINTS:FACE_VERTICES][:, lip_midpoints] = np.einsum(
+        "dn,tnj->tdj", MIDPOINT_WEIGHTS[lip_midpoints], landmarks)
+    return sources
 
 
 def destinations(ctx: WarpContext, frames: np.ndarray) -> np.ndarray:
@@ -551,11 +579,29 @@ def _outline_outside_eyes(landmarks: np.ndarray, clearance: np.ndarray) -> np.nd
     return landmarks
 
 
+def _lips_meet(landmarks: np.ndarray) -> np.ndarray:
+    """``landmarks`` ``(T, 68, 2)`` with each inner-lip pair whose lower point lies above its upper one (lips asked to
+    cross, if only by a rounding error of a closed mouth) or less than :data:`LIP_MEET` below it put together at
+    their middle: lips that meet, not a fold for :func:`unfold` to pry open nor a sliver that stretches the inside of
+    the mouth over a line of pixels."""
+    upper, lower = (list(side) for side in zip(*INNER_LIP_PAIRS, strict=True))
+    down = _down_vectors(landmarks)  # (T, 2)
+    gaps = np.einsum("tnj,tj->tn", landmarks[:, lower] - landmarks[:, upper], down)
+    crossed = gaps < LIP_MEET * inter_ocular(landmarks)[:, None]
+    if not crossed.any():
+        return landmarks
+    landmarks = landmarks.copy()
+    middle = (landmarks[:, upper] + landmarks[:, lower]) / 2
+    for side in (upper, lower):
+        landmarks[:, side] = np.where(crossed[..., None], middle, landmarks[:, side])
+    return landmarks
+
+
 def track_destinations(ctx: WarpContext, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Canvas positions ``(T, N, 2)`` of all mesh vertices for target landmark frames ``(T, 68, 2)`` as the track
     asks (the far side's outline kept outside the eye: :func:`_outline_outside_eyes`), and where the head's own
     motion alone (the similarity of the stable points) would put them."""
-    landmarks = _outline_outside_eyes(apply_transform(ctx.to_canvas, frames), ctx.clearance)
+    landmarks = _lips_meet(_outline_outside_eyes(apply_transform(ctx.to_canvas, frames), ctx.clearance))
     midpoints = np.einsum("dn,tnj->tdj", MIDPOINT_WEIGHTS, landmarks)
     stable = list(STABLE)
     motion = _similarities(ctx.mesh[stable], landmarks[:, stable])
@@ -694,16 +740,16 @@ class WarpRenderer:
         if frames.ndim != 3 or frames.shape[1:] != (NUM_POINTS, 2) or not np.isfinite(frames).all():
             raise InputError(f"Landmark frames must be finite, shaped (T, {NUM_POINTS}, 2); got {frames.shape}.")
         dst = destinations(ctx, frames)
-        tables = _affine_tables(dst, ctx.mesh, ctx.triangles)
+        openings = inner_opening(frames)
+        seams = seam_amount(openings, ctx.photo_opening) if self.mouth_fill else np.zeros(len(frames))
+        tables = _affine_tables(dst, lip_sources(ctx, seams), ctx.triangles)
         face = dst[:, : FACE_VERTICES + len(ctx.carriers)]  # landmarks, midpoints, creases; output pixels below
         if ctx.full:
             face = apply_transform(invert_transform(ctx.to_canvas), face)
             out = np.empty((len(frames),) + ctx.photo.shape, np.uint8)
         else:
             out = np.empty((len(frames), ctx.canvas_size[1], ctx.canvas_size[0], 3), np.uint8)
-        openings = inner_opening(frames)
         mouth = fill_amount(openings, ctx.photo_opening) if self.mouth_fill else np.zeros(len(frames))
-        seams = seam_amount(openings, ctx.photo_opening) if self.mouth_fill else np.zeros(len(frames))
         closure = 1.0 - _eye_openings(frames) / np.maximum(ctx.eye_openings, 1e-6)
         lids = smoothstep(*LID_PAINT_CLOSURE, closure) * (ctx.eye_openings > MIN_EYE_OPENING)
         iods = inter_ocular(face[:, :NUM_POINTS])
@@ -718,7 +764,6 @@ class WarpRenderer:
                 paint_photo_mouth(out[t], face[t, :NUM_POINTS], ctx.photo_mouth, float(iods[t]), ctx.style)
             else:
                 paint_mouth(out[t], face[t, list(INNER_LIP)], float(mouth[t]), float(iods[t]), ctx.style)
-            paint_lip_seam(out[t], face[t, list(INNER_LIP)], float(seams[t]), float(iods[t]), ctx.style)
             for eye, outline in enumerate(UPPER_EYELIDS):
                 creases = face[t, FACE_VERTICES + 4 * eye : FACE_VERTICES + 4 * eye + 4]
                 _paint_eyelid(

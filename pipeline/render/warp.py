@@ -109,11 +109,12 @@ MIN_SPACING = 0.15
 #: temple just outside it) and the skin between them would fold.
 FAR_SIDE = (((16, 15, 14, 13), (45, 26)), ((0, 1, 2, 3), (36, 17)))
 OUTLINE_CLEARANCE = 0.05
-#: Head points beside the face (ears, temples, hair) follow the jaw line's own motion beyond the head's rigid motion:
-#: each takes the jaw points' extra motion weighted by a Gaussian of their distance (OUTLINE_FOLLOW_REACH eye
-#: distances), times a Gaussian of its distance to the nearest jaw point (OUTLINE_FOLLOW_FALLOFF). A turning head's
-#: near cheek swings out past where the rigid motion puts the ear beside it; held there, the skin between them was
-#: squashed into a hard edge at the temple.
+#: Head points beside the face (ears, temples, hair) follow the jaw line's own motion beyond the head's rigid motion,
+#: along the eyes' axis only: each takes the jaw points' extra motion weighted by a Gaussian of their distance
+#: (OUTLINE_FOLLOW_REACH eye distances), times a Gaussian of its distance to the nearest jaw point
+#: (OUTLINE_FOLLOW_FALLOFF). A turning head's near cheek swings out past where the rigid motion puts the ear beside
+#: it; held there, the skin between them was squashed into a hard edge at the temple. (Followed in both directions,
+#: a tilted turn slid the face down against the hair.)
 OUTLINE_FOLLOW_REACH = 0.5
 OUTLINE_FOLLOW_FALLOFF = 0.8
 #: Lips that meet over a photo's open mouth take their edges from this share of the way into each lip (from its inner
@@ -612,6 +613,9 @@ def track_destinations(ctx: WarpContext, frames: np.ndarray) -> tuple[np.ndarray
     head = np.einsum("tij,nj->tni", linear, ctx.mesh[start : start + ctx.num_head]) + motion[:, None, :, 2]
     jaw = list(JAW)
     outline_motion = landmarks[:, jaw] - (np.einsum("tij,nj->tni", linear, ctx.mesh[jaw]) + motion[:, None, :, 2])
+    across = landmarks[:, 45] - landmarks[:, 36]
+    across = across / np.maximum(np.linalg.norm(across, axis=-1, keepdims=True), 1e-9)  # (T, 2)
+    outline_motion = np.einsum("tn,tj->tnj", np.einsum("tnj,tj->tn", outline_motion, across), across)
     head = head + np.einsum("hj,tjk->thk", ctx.head_follow, outline_motion)  # ears and hair beside the cheeks
     head = np.clip(head, 1.0, np.array(ctx.canvas_size) - 2.0)  # stay inside the fixed border
     anchors = ctx.mesh[start + ctx.num_head :]

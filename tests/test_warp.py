@@ -411,9 +411,9 @@ def test_the_far_side_of_a_turned_face_keeps_its_outline_outside_the_eye(crop256
 
 def test_ears_and_hair_beside_a_turning_cheek_move_with_it(crop256, reference: np.ndarray) -> None:
     """Turned 15-20 degrees, the near cheek swings out past where the head's rigid motion alone puts the ear and hair
-    beside it: the skin between was squashed to a hard edge at the temple (to 2-4 % of its area, or turned over).
-    The head points there follow the jaw line's own motion across the face, so those triangles keep a third of their
-    area or more."""
+    beside it: the skin between was squashed to a hard edge at the temple (at 15 degrees to 2-4 % of its area, at 20
+    turned over). The head points there follow half the jaw line's own motion across the face: at 15 degrees those
+    triangles keep about a third of their area, at 20 none turns over; no frame slides them along the face."""
     import dataclasses
 
     from pipeline.canonical import lift_to_3d
@@ -435,10 +435,10 @@ def test_ears_and_hair_beside_a_turning_cheek_move_with_it(crop256, reference: n
         dst, _ = track_destinations(context, frames)
         return signed_areas(dst, ctx.triangles)[:, beside] / photo_areas
 
-    following = area_ratios(ctx)
-    assert following.min() >= 1 / 3 and following.max() <= 1.5
-    rigid = area_ratios(dataclasses.replace(ctx, head_follow=np.zeros_like(ctx.head_follow)))
-    assert (rigid.min(axis=1) < 0.1).all()
+    following = area_ratios(ctx).min(axis=1)  # yaws -20, -15, 15, 20
+    rigid = area_ratios(dataclasses.replace(ctx, head_follow=np.zeros_like(ctx.head_follow))).min(axis=1)
+    assert (following[1:3] > 0.3).all() and (rigid[1:3] < 0.1).all()
+    assert (following > 0).all() and (rigid[[0, 3]] < 0).all()
     at_rest, _ = track_destinations(ctx, reference[None])
     assert np.allclose(at_rest[0, start : start + ctx.num_head], ctx.mesh[start : start + ctx.num_head], atol=1e-6)
     tilted = turn_head(track, np.array([[-20.0, 10.0, 14.0]] * len(yaws))).points2d[:1]  # turned, nodding, tilted

@@ -110,11 +110,13 @@ MIN_SPACING = 0.15
 FAR_SIDE = (((16, 15, 14, 13), (45, 26)), ((0, 1, 2, 3), (36, 17)))
 OUTLINE_CLEARANCE = 0.05
 #: Head points beside the face (ears, temples, hair) follow the jaw line's own motion beyond the head's rigid motion,
-#: along the eyes' axis only: each takes the jaw points' extra motion weighted by a Gaussian of their distance
-#: (OUTLINE_FOLLOW_REACH eye distances), times a Gaussian of its distance to the nearest jaw point
+#: along the eyes' axis only: each takes OUTLINE_FOLLOW_SHARE of the jaw points' extra motion weighted by a Gaussian
+#: of their distance (OUTLINE_FOLLOW_REACH eye distances), times a Gaussian of its distance to the nearest jaw point
 #: (OUTLINE_FOLLOW_FALLOFF). A turning head's near cheek swings out past where the rigid motion puts the ear beside
-#: it; held there, the skin between them was squashed into a hard edge at the temple. (Followed in both directions,
-#: a tilted turn slid the face down against the hair.)
+#: it; held there, the skin between them was squashed into a hard edge at the temple. Followed fully, the hair's
+#: outline bent into a corner at the ear in strong turns; followed in both directions, a tilted turn slid the face
+#: down against the hair.
+OUTLINE_FOLLOW_SHARE = 0.5
 OUTLINE_FOLLOW_REACH = 0.5
 OUTLINE_FOLLOW_FALLOFF = 0.8
 #: Lips that meet over a photo's open mouth take their edges from this share of the way into each lip (from its inner
@@ -392,11 +394,13 @@ def _head_points(ref: np.ndarray, taken: np.ndarray, size: tuple[int, int]) -> n
 
 def _outline_follow(head: np.ndarray, ref: np.ndarray) -> np.ndarray:
     """``(len(head), 17)``: how much of each jaw point's motion beyond the head's rigid motion each head point takes
-    (:data:`OUTLINE_FOLLOW_REACH`, :data:`OUTLINE_FOLLOW_FALLOFF`); ``ref`` is the face (68 points, same pixels)."""
+    (:data:`OUTLINE_FOLLOW_SHARE`, :data:`OUTLINE_FOLLOW_REACH`, :data:`OUTLINE_FOLLOW_FALLOFF`); ``ref`` is the face
+    (68 points, same pixels)."""
     distance = np.linalg.norm(head[:, None] - ref[None, list(JAW)], axis=-1) / float(inter_ocular(ref))
     weights = np.exp(-0.5 * (distance / OUTLINE_FOLLOW_REACH) ** 2)
     weights /= np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)
-    return weights * np.exp(-0.5 * (distance.min(axis=1, initial=np.inf) / OUTLINE_FOLLOW_FALLOFF) ** 2)[:, None]
+    falloff = np.exp(-0.5 * (distance.min(axis=1, initial=np.inf) / OUTLINE_FOLLOW_FALLOFF) ** 2)
+    return OUTLINE_FOLLOW_SHARE * weights * falloff[:, None]
 
 
 def _anchors(size: tuple[int, int]) -> np.ndarray:

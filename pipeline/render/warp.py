@@ -617,8 +617,8 @@ def track_destinations(ctx: WarpContext, frames: np.ndarray) -> tuple[np.ndarray
     head = np.einsum("tij,nj->tni", linear, ctx.mesh[start : start + ctx.num_head]) + motion[:, None, :, 2]
     jaw = list(JAW)
     outline_motion = landmarks[:, jaw] - (np.einsum("tij,nj->tni", linear, ctx.mesh[jaw]) + motion[:, None, :, 2])
-    across = landmarks[:, 45] - landmarks[:, 36]
-    across = across / np.maximum(np.linalg.norm(across, axis=-1, keepdims=True), 1e-9)  # (T, 2)
+    down = _down_vectors(landmarks)
+    across = np.stack([down[:, 1], -down[:, 0]], axis=-1)  # (T, 2): the eyes' axis, unit length
     outline_motion = np.einsum("tn,tj->tnj", np.einsum("tnj,tj->tn", outline_motion, across), across)
     head = head + np.einsum("hj,tjk->thk", ctx.head_follow, outline_motion)  # ears and hair beside the cheeks
     head = np.clip(head, 1.0, np.array(ctx.canvas_size) - 2.0)  # stay inside the fixed border
@@ -749,8 +749,8 @@ class WarpRenderer:
             raise InputError(f"Landmark frames must be finite, shaped (T, {NUM_POINTS}, 2); got {frames.shape}.")
         dst = destinations(ctx, frames)
         openings = inner_opening(frames)
-        seams = seam_amount(openings, ctx.photo_opening) if self.mouth_fill else np.zeros(len(frames))
-        tables = _affine_tables(dst, lip_sources(ctx, seams), ctx.triangles)
+        closing = seam_amount(openings, ctx.photo_opening) if self.mouth_fill else np.zeros(len(frames))
+        tables = _affine_tables(dst, lip_sources(ctx, closing), ctx.triangles)
         face = dst[:, : FACE_VERTICES + len(ctx.carriers)]  # landmarks, midpoints, creases; output pixels below
         if ctx.full:
             face = apply_transform(invert_transform(ctx.to_canvas), face)

@@ -14,7 +14,7 @@ API endpoints (``gradio_client``; files with ``handle_file``)::
         1.0, 0.0, 0.0, 17.0, 1.0,      # intensity, smile, smoothing, blinks/min, head motion
         0.0, 0.0, 0.0,                 # head turn: yaw, pitch, roll (degrees, added on every frame)
         None,                          # or handle_file("clip.mp4"): dub, head and eyes from that video
-        0.75,                          # mouth share from the voice regressor (gradio_client fills in the default)
+        0.9,                           # mouth share from the voice regressor (gradio_client fills in the default)
         api_name="/landmarks")
     video, video_file, status = client.predict(
         handle_file("photo.jpg"), handle_file("speech.wav"), handle_file(track_json),

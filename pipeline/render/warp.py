@@ -414,16 +414,29 @@ def _anchors(size: tuple[int, int]) -> np.ndarray:
     return np.concatenate([top, bottom, left, right])
 
 
+def _set_gaps(landmarks: np.ndarray, pairs: tuple[tuple[int, int], ...], below: np.ndarray,
+              gap: np.ndarray) -> np.ndarray:
+    """``landmarks`` ``(T, 68, 2)`` with each (upper, lower) pair that is less than ``below`` ``(T,)`` apart along the
+    face's down direction (or crossed) set ``gap`` ``(T,)`` apart about its middle; the input when none is."""
+    upper, lower = (list(side) for side in zip(*pairs, strict=True))
+    down = _down_vectors(landmarks)  # (T, 2)
+    close = np.einsum("tnj,tj->tn", landmarks[:, lower] - landmarks[:, upper], down) < below[:, None]
+    if not close.any():
+        return landmarks
+    landmarks = landmarks.copy()
+    middle = (landmarks[:, upper] + landmarks[:, lower]) / 2
+    half = (gap[:, None] / 2 * down)[:, None]  # (T, 1, 2)
+    for side, spread in ((upper, middle - half), (lower, middle + half)):
+        landmarks[:, side] = np.where(close[..., None], spread, landmarks[:, side])
+    return landmarks
+
+
 def _open_layout(mesh: np.ndarray) -> np.ndarray:
     """The mesh with closed mouth and eyes pulled open, so their outlines triangulate cleanly."""
     layout = mesh.copy()
-    landmarks = layout[:NUM_POINTS]
-    gap = LAYOUT_GAP * float(inter_ocular(landmarks))
-    down = _down_vectors(landmarks)
-    for up, lo in INNER_LIP_PAIRS + EYELID_PAIRS:
-        if (landmarks[lo] - landmarks[up]) @ down < gap:
-            middle = (landmarks[up] + landmarks[lo]) / 2
-            landmarks[up], landmarks[lo] = middle - down * gap / 2, middle + down * gap / 2
+    gap = np.array([LAYOUT_GAP * float(inter_ocular(layout[:NUM_POINTS]))])
+    landmarks = _set_gaps(layout[None, :NUM_POINTS], INNER_LIP_PAIRS + EYELID_PAIRS, gap, gap)[0]
+    layout[:NUM_POINTS] = landmarks
     layout[NUM_POINTS:FACE_VERTICES] = MIDPOINT_WEIGHTS @ landmarks
     return layout
 
@@ -589,17 +602,7 @@ def _lips_meet(landmarks: np.ndarray) -> np.ndarray:
     cross, if only by a rounding error of a closed mouth) or less than :data:`LIP_MEET` below it put together at
     their middle: lips that meet, not a fold for :func:`unfold` to pry open nor a sliver that stretches the inside of
     the mouth over a line of pixels."""
-    upper, lower = (list(side) for side in zip(*INNER_LIP_PAIRS, strict=True))
-    down = _down_vectors(landmarks)  # (T, 2)
-    gaps = np.einsum("tnj,tj->tn", landmarks[:, lower] - landmarks[:, upper], down)
-    crossed = gaps < LIP_MEET * inter_ocular(landmarks)[:, None]
-    if not crossed.any():
-        return landmarks
-    landmarks = landmarks.copy()
-    middle = (landmarks[:, upper] + landmarks[:, lower]) / 2
-    for side in (upper, lower):
-        landmarks[:, side] = np.where(crossed[..., None], middle, landmarks[:, side])
-    return landmarks
+    return _set_gaps(landmarks, INNER_LIP_PAIRS, LIP_MEET * inter_ocular(landmarks), np.zeros(len(landmarks)))
 
 
 def track_destinations(ctx: WarpContext, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -614,19 +617,17 @@ def track_destinations(ctx: WarpContext, frames: np.ndarray) -> tuple[np.ndarray
     start = FACE_VERTICES + len(ctx.carriers)
     offsets = ctx.mesh[FACE_VERTICES:start] - ctx.mesh[ctx.carriers]
     creases = landmarks[:, ctx.carriers] + np.einsum("tij,nj->tni", linear, offsets)
-    head = np.einsum("tij,nj->tni", linear, ctx.mesh[start : start + ctx.num_head]) + motion[:, None, :, 2]
-    jaw = list(JAW)
-    outline_motion = landmarks[:, jaw] - (np.einsum("tij,nj->tni", linear, ctx.mesh[jaw]) + motion[:, None, :, 2])
+    rigid = np.einsum("tij,nj->tni", linear, ctx.mesh) + motion[:, None, :, 2]
+    outline_motion = landmarks[:, list(JAW)] - rigid[:, list(JAW)]
     down = _down_vectors(landmarks)
     across = np.stack([down[:, 1], -down[:, 0]], axis=-1)  # (T, 2): the eyes' axis, unit length
     outline_motion = np.einsum("tn,tj->tnj", np.einsum("tnj,tj->tn", outline_motion, across), across)
-    head = head + np.einsum("hj,tjk->thk", ctx.head_follow, outline_motion)  # ears and hair beside the cheeks
-    head = np.clip(head, 1.0, np.array(ctx.canvas_size) - 2.0)  # stay inside the fixed border
+    head = rigid[:, start : start + ctx.num_head] + np.einsum("hj,tjk->thk", ctx.head_follow, outline_motion)
+    head = np.clip(head, 1.0, np.array(ctx.canvas_size) - 2.0)  # ears and hair beside the cheeks; inside the border
     anchors = ctx.mesh[start + ctx.num_head :]
     dst = np.concatenate(
         [landmarks, midpoints, creases, head, np.broadcast_to(anchors, (len(frames),) + anchors.shape)], axis=1
     )
-    rigid = np.einsum("tij,nj->tni", linear, ctx.mesh) + motion[:, None, :, 2]
     rigid[:, start + ctx.num_head :] = anchors
     return dst, rigid
 

@@ -62,14 +62,18 @@ def folded_frames(ctx, frames: np.ndarray) -> tuple[int, int]:
     return int(asked.sum()), int(rendered.sum())
 
 
-def diffusion_renderer(checkpoint: str | None):
-    """The checkpoint's diffusion renderer at 256², with the pipeline's settings and a fixed seed."""
+def diffusion_renderer(checkpoint: str | None, strength: float | None = None):
+    """The checkpoint's diffusion renderer at 256², with the pipeline's settings (``strength`` if given) and a fixed
+    seed."""
     import torch
 
     from pipeline.loading import load_pipeline
 
     pipe = load_pipeline(checkpoint, warm=False)
-    return pipe.make_renderer("diffusion", 256, generator=torch.Generator().manual_seed(0))
+    renderer = pipe.make_renderer("diffusion", 256, generator=torch.Generator().manual_seed(0))
+    if strength is not None:
+        renderer.strength = strength
+    return renderer
 
 
 def retrack(analyzer: FaceAnalyzer, frames: np.ndarray) -> list:
@@ -97,10 +101,11 @@ def main() -> None:
     parser.add_argument("--renderer", choices=("warp", "diffusion"), default="warp",
                         help="diffusion: the checkpoint's diffusion renderer (warp + refined lower face)")
     parser.add_argument("--checkpoint", help="pipeline folder for --renderer diffusion (default: checkpoints/)")
+    parser.add_argument("--strength", type=float, help="--renderer diffusion: instead of the pipeline's strength")
     args = parser.parse_args()
     names = args.holdout.split(",")
     analyzer, embedder = FaceAnalyzer(), FaceEmbedder()
-    renderer = WarpRenderer(size=256) if args.renderer == "warp" else diffusion_renderer(args.checkpoint)
+    renderer = WarpRenderer(size=256) if args.renderer == "warp" else diffusion_renderer(args.checkpoint, args.strength)
     args.out.mkdir(parents=True, exist_ok=True)
     rows, render_seconds, rendered_frames = {}, 0.0, 0
     pairs = [(args.clips / names[i] / "ref.png", names[i], names[i + 1]) for i in range(len(names) - 1)]

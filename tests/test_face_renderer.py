@@ -160,6 +160,35 @@ def test_mouth_margin_keeps_the_rest_of_the_lower_face(model, renderer_inputs):
         assert weight.max() == 1.0 and weight[~near].max() == 0.0
 
 
+def _brightens(shift: int):
+    """A stand-in for ``DiffusionRenderer.refine`` that returns the warp crop ``shift`` levels brighter."""
+    return lambda ctx, crop, *_: np.clip(crop.astype(int) + shift, 0, 255).astype(np.uint8)
+
+
+def test_refinement_adds_the_models_change_to_the_full_size_warp(model, renderer_inputs, monkeypatch):
+    """At an output larger than the model's crop, the warp frame's own detail stays: a crop the model leaves alone
+    gives the warp frame exactly (an upscaled model crop would not), and a change of the crop shows where the paste
+    mask is, at the mask's weight."""
+    photo, reference, frames = renderer_inputs
+    warp = WarpRenderer(256)
+    expected = warp.render(warp.prepare(photo, reference), frames)
+    points = warp.crop_landmarks(warp.prepare(photo, reference), frames)
+    for shift in (0, 30):
+        renderer = make_renderer(model, size=256)
+        monkeypatch.setattr(renderer, "refine", _brightens(shift))
+        video = renderer.render(renderer.prepare(photo, reference), frames)
+        difference = video.astype(int) - expected.astype(int)
+        if shift == 0:
+            np.testing.assert_array_equal(video, expected)
+            continue
+        for t in range(len(frames)):
+            soft = region_masks(points[t], (256, 256))[0]
+            inside = (soft > 0.99) & (expected[t].max(axis=-1) < 200)  # pixels the +30 is not clipped on
+            off = np.abs(difference[t][inside] - shift)  # (a few sit beside crop pixels clipped at 255)
+            assert inside.sum() > 100 and np.mean(off <= 1) > 0.98 and off.max() <= shift
+            assert not difference[t][soft == 0].any()
+
+
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory, astronaut, analyzer):
     """Two tiny synthetic clips (the astronaut sliding a little), prepared at the tiny model's resolution."""

@@ -9,10 +9,11 @@
    face of the warp crop is noised to ``strength`` of the schedule with a noise image drawn once per ``prepare`` and
    shared by all frames, then denoised in ``int(num_inference_steps * strength)`` steps of the given scheduler (DDIM,
    DPM-Solver, ...), with the rest of the crop held at the warp frame at every step (DiffTalker's kept upper face);
-3. blends the refined crop back into the output-size warp frame with a feathered mask computed from the frame's
-   landmarks in output pixels; the mask is exactly zero on and above the line through the nose tip, so the upper face
-   is the warp frame's, pixel for pixel, and with ``mouth_margin`` it is also zero farther than that from the lips
-   (the pipeline's setting: only the mouth takes the refined pixels).
+3. adds what the model changed (refined crop minus warp crop) to the output-size warp frame with a feathered mask
+   computed from the frame's landmarks in output pixels, so the warp frame's own detail stays where the model leaves
+   it alone (an upscaled model crop would soften it); the mask is exactly zero on and above the line through the nose
+   tip, so the upper face is the warp frame's, pixel for pixel, and with ``mouth_margin`` it is also zero farther
+   than that from the lips (the pipeline's setting: only the mouth takes the refined pixels).
 
 Temporal state and chunking: the model also sees the previous output crop (with Gaussian noise of level
 ``previous_noise``, from a noise image drawn at ``prepare``, as in training; ``previous_noise=None`` never shows it
@@ -181,7 +182,8 @@ class DiffusionRenderer:
         for t in range(len(frames)):
             refined = self.refine(ctx, crops[t], points[t], ctx.previous)
             ctx.previous, ctx.frames_rendered = refined, ctx.frames_rendered + 1
-            _paste(out[t], refined, out_points[t], ctx.to_output, self.mouth_margin)
+            change = refined.astype(np.float32) - crops[t].astype(np.float32)
+            _paste(out[t], change, out_points[t], ctx.to_output, self.mouth_margin)
         return out
 
     def _num_steps(self) -> int:
@@ -232,11 +234,15 @@ def _compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
     return matrix
 
 
-def _paste(frame: np.ndarray, crop: np.ndarray, points: np.ndarray, to_output: np.ndarray,
+def _paste(frame: np.ndarray, change: np.ndarray, points: np.ndarray, to_output: np.ndarray,
            mouth_margin: float | None = None) -> None:
-    """Blend the refined model ``crop`` into the output ``frame`` (in place) with the soft region mask of ``points``
-    (output pixels), narrowed to the mouth by ``mouth_margin`` when given; only pixels with a nonzero weight
-    change."""
+    """Add the model's ``change`` (refined crop minus the warp crop it refined, ``(R, R, 3)`` float32, model-crop
+    pixels) to the output ``frame`` (in place), weighted by the soft region mask of ``points`` (output pixels) and
+    narrowed to the mouth by ``mouth_margin`` when given; only pixels with a nonzero weight change.
+
+    Adding the change rather than pasting the refined crop keeps the output-size warp frame's own detail where the
+    model leaves the crop alone: a 128-pixel crop pasted into a 256-pixel frame would be an upscaled, softer mouth
+    (detail transfer, as in guided upsampling). At the model's own resolution both are the same."""
     height, width = frame.shape[:2]
     hull = points[list(HULL_POINTS)]
     pad = HULL_MARGIN * float(np.linalg.norm(points[45] - points[36])) + 2.0
@@ -255,14 +261,14 @@ def _paste(frame: np.ndarray, crop: np.ndarray, points: np.ndarray, to_output: n
     scale = float(np.sqrt(abs(np.linalg.det(to_output[:, :2]))))
     interpolation = cv2.INTER_CUBIC if scale > 1.0 else cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
     if interpolation == cv2.INTER_AREA:  # warpAffine has no area filter: shrink first, then place
-        side = max(int(round(crop.shape[0] * scale)), 1)
-        factor = side / crop.shape[0]
-        crop = cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA)
+        side = max(int(round(change.shape[0] * scale)), 1)
+        factor = side / change.shape[0]
+        change = cv2.resize(change, (side, side), interpolation=cv2.INTER_AREA)
         # small pixel q sits at crop pixel (q + 0.5) / factor - 0.5
         shift[:, 2] += shift[:, :2] @ np.full(2, 0.5 / factor - 0.5)
         shift[:, :2] /= factor
         interpolation = cv2.INTER_LINEAR
-    patch = cv2.warpAffine(crop, shift, (x1 - x0, y1 - y0), flags=interpolation, borderMode=cv2.BORDER_REPLICATE)
+    patch = cv2.warpAffine(change, shift, (x1 - x0, y1 - y0), flags=interpolation, borderMode=cv2.BORDER_REPLICATE)
     roi = frame[y0:y1, x0:x1]
     alpha = soft[inside][:, None]
-    roi[inside] = np.clip(roi[inside] * (1.0 - alpha) + patch[inside] * alpha + 0.5, 0, 255).astype(np.uint8)
+    roi[inside] = np.clip(roi[inside] + patch[inside] * alpha + 0.5, 0, 255).astype(np.uint8)

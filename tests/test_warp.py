@@ -12,6 +12,7 @@ from pipeline.face import FaceAnalyzer
 from pipeline.regions import EYELID_PAIRS, INNER_LIP, INNER_LIP_PAIRS, LEFT_EYE, NUM_POINTS, RIGHT_EYE
 from pipeline.render.warp import (
     FACE_VERTICES,
+    LASH_WIDTH,
     WarpRenderer,
     _affine_tables,
     destinations,
@@ -309,6 +310,27 @@ def test_blink_closes_the_eyes(analyzer: FaceAnalyzer, crop256, reference: np.nd
     seen = analyzer.detect(frame).landmarks.astype(np.float64)
     print(f"blink: re-detected eye gap {eye_gap(seen):.3f} vs {eye_gap(seen_base):.3f} IOD")
     assert eye_gap(seen) < 0.75 * eye_gap(seen_base)
+
+
+def test_a_half_closed_lid_covers_the_eye_instead_of_squashing_it(photo: np.ndarray, reference: np.ndarray) -> None:
+    """The upper lids lowered halfway, the lower lids and the head still: below the lid's lash line the eye is the
+    photo's own, pixel for pixel (the lid covers the upper half of the iris); squashed, the whole eye would be
+    drawn at half height."""
+    renderer = WarpRenderer(512)
+    ctx = renderer.prepare(photo, reference)
+    half = reference.copy()
+    for upper, lower in EYELID_PAIRS:
+        half[upper] = reference[upper] + 0.5 * (reference[lower] - reference[upper])
+    frame = renderer.render(ctx, half[None])[0]
+    points = renderer.crop_landmarks(ctx, half)
+    iod = float(inter_ocular(points))
+    for eye in (RIGHT_EYE, LEFT_EYE):
+        open_part = polygon_mask(frame.shape, points[list(eye)])
+        lash_line = points[list(eye[:4])] + 2.0 * LASH_WIDTH * iod * _down(points)  # the upper lid, lashes below
+        lid = polygon_mask(frame.shape, np.concatenate([lash_line, lash_line[::-1] - iod * _down(points)]))
+        kept = cv2.erode(open_part.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & ~lid
+        assert kept.sum() > 20
+        assert np.abs(frame[kept].astype(int) - ctx.source[kept].astype(int)).max() <= 2
 
 
 def test_head_motion(analyzer: FaceAnalyzer, crop256, reference: np.ndarray) -> None:

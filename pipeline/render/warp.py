@@ -194,6 +194,15 @@ CONSTRAINED_EDGES = (
 )
 #: Mesh vertices before the eyelid creases: the landmarks and the curve midpoints.
 FACE_VERTICES = NUM_POINTS + len(MIDPOINT_WEIGHTS)
+def _midpoints_of(curve: tuple[int, ...]) -> list[int]:
+    """Mesh vertices of the curve midpoints of one of :data:`CURVES`, in order along it."""
+    start = NUM_POINTS + sum(len(c) - 1 for c in CURVES[: CURVES.index(curve)])
+    return list(range(start, start + len(curve) - 1))
+
+
+#: Each eye's upper lid line between its corners (landmarks, then curve midpoints). Triangles inside an eye sample the
+#: photo through copies of these vertices (:func:`lid_sources`), so a closing lid covers the eye, not squashes it.
+UPPER_LID_VERTICES = tuple((*upper[1:3], *_midpoints_of(upper)) for upper in UPPER_EYELIDS)
 
 
 @dataclass
@@ -208,6 +217,7 @@ class WarpContext:
     canvas_size: tuple[int, int]  # width, height of the canvas
     downscale: int  # full mode: photo pixels per canvas pixel (1 unless the region is huge); crop mode: 1
     triangles: np.ndarray  # (K, 3) int32 vertex indices, counter-clockwise on the layout
+    lid_triangles: np.ndarray  # (K, 3) the same, inside the eyes through copies of the upper lid vertices (N + j)
     adjacency: np.ndarray  # (N, N) float64: 1 where two vertices share a triangle edge
     mesh: np.ndarray  # (N, 2) float64 canvas positions of the mesh vertices in the photo
     carriers: np.ndarray  # (A,) brow point carrying each crease vertex (vertices FACE_VERTICES : +A)
@@ -288,6 +298,38 @@ def _triangulate(layout: np.ndarray) -> np.ndarray:
     for a, b in CONSTRAINED_EDGES:
         _force_edge(layout, tris, a, b)
     return np.asarray(tris, dtype=np.int32)
+
+
+def _layered_triangles(triangles: np.ndarray, layout: np.ndarray) -> np.ndarray:
+    """``triangles`` with those inside an eye (all corners on its outline, centroid inside it on the ``layout``)
+    taking their upper lid vertices as copies: vertex ``UPPER_LID_VERTICES[eye][i]`` becomes ``N + j``, ``j`` its
+    place in the flattened :data:`UPPER_LID_VERTICES` and ``N = len(layout)``."""
+    layered = triangles.copy()
+    copies = {v: len(layout) + j for j, v in enumerate(np.concatenate(UPPER_LID_VERTICES))}
+    for upper, lower in zip(UPPER_EYELIDS, LOWER_EYELIDS, strict=True):
+        upper_mids, lower_mids = _midpoints_of(upper), _midpoints_of(lower)
+        ring = [v for k in range(3) for v in (upper[k], upper_mids[k])]
+        ring += [v for k in (3, 2, 1) for v in (lower[k], lower_mids[k - 1])]  # back along the lower lid
+        polygon = layout[ring].astype(np.float32)
+        outline = set(ring)
+        for k, corners in enumerate(triangles):
+            centre = layout[corners].mean(axis=0)
+            if set(corners.tolist()) <= outline and cv2.pointPolygonTest(polygon, tuple(map(float, centre)), False) > 0:
+                layered[k] = [copies.get(int(v), int(v)) for v in corners]
+    return layered
+
+
+def lid_sources(ctx: WarpContext, closure: np.ndarray) -> np.ndarray:
+    """Where the inside of each eye samples the photo along its upper lid, ``(T, U, 2)`` for the vertices of
+    :data:`UPPER_LID_VERTICES` (flattened), given each eye's closure ``(T, 2)`` in ``[0, 1]`` (1 - opening / the
+    photo's): the photo's lid line taken that share of the way towards the lower lid. The eye's visible part then keeps
+    the photo's scale (a lid lowered to half covers the upper half of the iris instead of squashing it to half)."""
+    landmarks = np.repeat(ctx.mesh[None, :NUM_POINTS], len(closure), axis=0)
+    for eye, pairs in enumerate(EYE_LID_PAIRS):
+        for upper, lower in pairs:
+            landmarks[:, upper] += closure[:, eye, None] * (ctx.mesh[lower] - ctx.mesh[upper])
+    vertices = np.concatenate([landmarks, np.einsum("dn,tnj->tdj", MIDPOINT_WEIGHTS, landmarks)], axis=1)
+    return vertices[:, np.concatenate(UPPER_LID_VERTICES)]
 
 
 def _down_vectors(points: np.ndarray) -> np.ndarray:
@@ -706,7 +748,8 @@ class WarpRenderer:
         mesh = np.concatenate([face_vertices, head, _anchors(canvas)])
         style = mouth_style(photo, ref)
         lid_colours, lash_colours = _lid_colours(photo, ref)
-        triangles = _triangulate(_open_layout(mesh))
+        layout = _open_layout(mesh)
+        triangles = _triangulate(layout)
         grid_x, grid_y = np.meshgrid(np.arange(canvas[0], dtype=np.float32), np.arange(canvas[1], dtype=np.float32))
         ctx = WarpContext(
             full=self.full,
@@ -717,6 +760,7 @@ class WarpRenderer:
             canvas_size=canvas,
             downscale=downscale,
             triangles=triangles,
+            lid_triangles=_layered_triangles(triangles, layout),
             adjacency=_adjacency(triangles, len(mesh)),
             mesh=mesh,
             carriers=brows,
@@ -751,7 +795,11 @@ class WarpRenderer:
         dst = destinations(ctx, frames)
         openings = inner_opening(frames)
         closing = seam_amount(openings, ctx.photo_opening) if self.mouth_fill else np.zeros(len(frames))
-        tables = _affine_tables(dst, lip_sources(ctx, closing), ctx.triangles)
+        closure = 1.0 - _eye_openings(frames) / np.maximum(ctx.eye_openings, 1e-6)
+        lid_closure = np.clip(closure, 0.0, 1.0) * (ctx.eye_openings > MIN_EYE_OPENING)
+        sources = np.concatenate([lip_sources(ctx, closing), lid_sources(ctx, lid_closure)], axis=1)
+        lid_line = dst[:, np.concatenate(UPPER_LID_VERTICES)]
+        tables = _affine_tables(np.concatenate([dst, lid_line], axis=1), sources, ctx.lid_triangles)
         face = dst[:, : FACE_VERTICES + len(ctx.carriers)]  # landmarks, midpoints, creases; output pixels below
         if ctx.full:
             face = apply_transform(invert_transform(ctx.to_canvas), face)
@@ -759,7 +807,6 @@ class WarpRenderer:
         else:
             out = np.empty((len(frames), ctx.canvas_size[1], ctx.canvas_size[0], 3), np.uint8)
         mouth = fill_amount(openings, ctx.photo_opening) if self.mouth_fill else np.zeros(len(frames))
-        closure = 1.0 - _eye_openings(frames) / np.maximum(ctx.eye_openings, 1e-6)
         lids = smoothstep(*LID_PAINT_CLOSURE, closure) * (ctx.eye_openings > MIN_EYE_OPENING)
         iods = inter_ocular(face[:, :NUM_POINTS])
         for t in range(len(frames)):

@@ -20,7 +20,9 @@ does (:func:`unfold`: the warp's Jacobian never changes sign), and, for each fra
 triangles into an index image (folded triangles first, should any be left, so valid ones win), turns it into a
 per-pixel source map with a table of per-triangle affines and samples the photo with ``cv2.remap``. Lips asked to
 meet (or to cross) meet exactly; where they meet over a photo's open mouth, their edges are sampled from inside the
-photo's lips (:func:`lip_sources`), so the closed line shows lip against lip, not squashed teeth. Last it paints what
+photo's lips (:func:`lip_sources`), so the closed line shows lip against lip, not squashed teeth; likewise the inside of
+each eye samples the photo through copies of its upper lid's vertices taken down by the eye's closure
+(:func:`lid_sources`), so a lowering lid covers the iris instead of squashing it. Last it paints what
 the photo does not have: the inside of a mouth opened wider than the photo's, or the photo's own teeth moved with
 the lips (:mod:`pipeline.render.mouth`), and the skin of an upper lid closing over the eye, mirrored from under the
 eye, with a lash line.

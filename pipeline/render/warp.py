@@ -196,6 +196,8 @@ CONSTRAINED_EDGES = (
 )
 #: Mesh vertices before the eyelid creases: the landmarks and the curve midpoints.
 FACE_VERTICES = NUM_POINTS + len(MIDPOINT_WEIGHTS)
+
+
 def _midpoints_of(curve: tuple[int, ...]) -> list[int]:
     """Mesh vertices of the curve midpoints of one of :data:`CURVES`, in order along it."""
     start = NUM_POINTS + sum(len(c) - 1 for c in CURVES[: CURVES.index(curve)])

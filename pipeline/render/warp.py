@@ -204,9 +204,9 @@ def _midpoints_of(curve: tuple[int, ...]) -> list[int]:
     return list(range(start, start + len(curve) - 1))
 
 
-#: Each eye's upper lid line between its corners (landmarks, then curve midpoints). Triangles inside an eye sample the
+#: Both eyes' upper lid lines between their corners (landmarks and curve midpoints). Triangles inside an eye sample the
 #: photo through copies of these vertices (:func:`lid_sources`), so a closing lid covers the eye, not squashes it.
-UPPER_LID_VERTICES = tuple((*upper[1:3], *_midpoints_of(upper)) for upper in UPPER_EYELIDS)
+UPPER_LID_VERTICES = tuple(v for upper in UPPER_EYELIDS for v in (*upper[1:3], *_midpoints_of(upper)))
 
 
 @dataclass
@@ -306,10 +306,10 @@ def _triangulate(layout: np.ndarray) -> np.ndarray:
 
 def _layered_triangles(triangles: np.ndarray, layout: np.ndarray) -> np.ndarray:
     """``triangles`` with those inside an eye (all corners on its outline, centroid inside it on the ``layout``)
-    taking their upper lid vertices as copies: vertex ``UPPER_LID_VERTICES[eye][i]`` becomes ``N + j``, ``j`` its
-    place in the flattened :data:`UPPER_LID_VERTICES` and ``N = len(layout)``."""
+    taking their upper lid vertices as copies: vertex ``UPPER_LID_VERTICES[j]`` becomes ``N + j``,
+    ``N = len(layout)``."""
     layered = triangles.copy()
-    copies = {v: len(layout) + j for j, v in enumerate(np.concatenate(UPPER_LID_VERTICES))}
+    copies = {v: len(layout) + j for j, v in enumerate(UPPER_LID_VERTICES)}
     for upper, lower in zip(UPPER_EYELIDS, LOWER_EYELIDS, strict=True):
         upper_mids, lower_mids = _midpoints_of(upper), _midpoints_of(lower)
         ring = [v for k in range(3) for v in (upper[k], upper_mids[k])]
@@ -323,17 +323,22 @@ def _layered_triangles(triangles: np.ndarray, layout: np.ndarray) -> np.ndarray:
     return layered
 
 
+def _moved_face(ctx: WarpContext, points: list[int], towards: list[int], share: np.ndarray) -> np.ndarray:
+    """The photo's landmarks and curve midpoints ``(T, FACE_VERTICES, 2)`` with each landmark of ``points`` moved
+    ``share`` ``(T, len(points))`` of the way to its partner in ``towards`` (the midpoints follow them)."""
+    landmarks = np.repeat(ctx.mesh[None, :NUM_POINTS], len(share), axis=0)
+    landmarks[:, points] += share[..., None] * (ctx.mesh[towards] - ctx.mesh[points])
+    return np.concatenate([landmarks, np.einsum("dn,tnj->tdj", MIDPOINT_WEIGHTS, landmarks)], axis=1)
+
+
 def lid_sources(ctx: WarpContext, closure: np.ndarray) -> np.ndarray:
     """Where the inside of each eye samples the photo along its upper lid, ``(T, U, 2)`` for the vertices of
-    :data:`UPPER_LID_VERTICES` (flattened), given each eye's closure ``(T, 2)`` in ``[0, 1]`` (1 - opening / the
-    photo's): the photo's lid line taken that share of the way towards the lower lid. The eye's visible part then keeps
-    the photo's scale (a lid lowered to half covers the upper half of the iris instead of squashing it to half)."""
-    landmarks = np.repeat(ctx.mesh[None, :NUM_POINTS], len(closure), axis=0)
-    for eye, pairs in enumerate(EYE_LID_PAIRS):
-        for upper, lower in pairs:
-            landmarks[:, upper] += closure[:, eye, None] * (ctx.mesh[lower] - ctx.mesh[upper])
-    vertices = np.concatenate([landmarks, np.einsum("dn,tnj->tdj", MIDPOINT_WEIGHTS, landmarks)], axis=1)
-    return vertices[:, np.concatenate(UPPER_LID_VERTICES)]
+    :data:`UPPER_LID_VERTICES`, given each eye's closure ``(T, 2)`` in ``[0, 1]`` (1 - opening / the photo's): the
+    photo's lid line taken that share of the way towards the lower lid. The eye's visible part then keeps the photo's
+    scale (a lid lowered to half covers the upper half of the iris instead of squashing it to half)."""
+    upper, lower = (list(side) for side in zip(*EYELID_PAIRS, strict=True))
+    eye = [k for k, pairs in enumerate(EYE_LID_PAIRS) for _ in pairs]  # the eye of each pair
+    return _moved_face(ctx, upper, lower, closure[:, eye])[:, list(UPPER_LID_VERTICES)]
 
 
 def _down_vectors(points: np.ndarray) -> np.ndarray:
@@ -536,11 +541,8 @@ def lip_sources(ctx: WarpContext, closing: np.ndarray) -> np.ndarray:
     if not np.any(closing > 0):
         return sources
     inner, outer = (list(side) for side in zip(*LIP_ACROSS, strict=True))
-    landmarks = sources[:, :NUM_POINTS]
-    landmarks[:, inner] += (LIP_RETRACT * np.asarray(closing))[:, None, None] * (ctx.mesh[outer] - ctx.mesh[inner])
-    lip_midpoints = MIDPOINT_WEIGHTS[:, inner].any(axis=1)
-    sources[:, NUM_POINTS:FACE_VERTICES][:, lip_midpoints] = np.einsum(
-        "dn,tnj->tdj", MIDPOINT_WEIGHTS[lip_midpoints], landmarks)
+    share = np.repeat(LIP_RETRACT * np.asarray(closing)[:, None], len(inner), axis=1)
+    sources[:, :FACE_VERTICES] = _moved_face(ctx, inner, outer, share)
     return sources
 
 
@@ -800,9 +802,10 @@ class WarpRenderer:
         openings = inner_opening(frames)
         closing = seam_amount(openings, ctx.photo_opening) if self.mouth_fill else np.zeros(len(frames))
         closure = 1.0 - _eye_openings(frames) / np.maximum(ctx.eye_openings, 1e-6)
-        lid_closure = np.clip(closure, 0.0, 1.0) * (ctx.eye_openings > MIN_EYE_OPENING)
-        sources = np.concatenate([lip_sources(ctx, closing), lid_sources(ctx, lid_closure)], axis=1)
-        lid_line = dst[:, np.concatenate(UPPER_LID_VERTICES)]
+        open_eyes = ctx.eye_openings > MIN_EYE_OPENING  # a photo's closed eye has no lid to lower or paint
+        sources = np.concatenate([lip_sources(ctx, closing), lid_sources(ctx, np.clip(closure, 0.0, 1.0) * open_eyes)],
+                                 axis=1)
+        lid_line = dst[:, list(UPPER_LID_VERTICES)]
         tables = _affine_tables(np.concatenate([dst, lid_line], axis=1), sources, ctx.lid_triangles)
         face = dst[:, : FACE_VERTICES + len(ctx.carriers)]  # landmarks, midpoints, creases; output pixels below
         if ctx.full:
@@ -811,7 +814,7 @@ class WarpRenderer:
         else:
             out = np.empty((len(frames), ctx.canvas_size[1], ctx.canvas_size[0], 3), np.uint8)
         mouth = fill_amount(openings, ctx.photo_opening) if self.mouth_fill else np.zeros(len(frames))
-        lids = smoothstep(*LID_PAINT_CLOSURE, closure) * (ctx.eye_openings > MIN_EYE_OPENING)
+        lids = smoothstep(*LID_PAINT_CLOSURE, closure) * open_eyes
         iods = inter_ocular(face[:, :NUM_POINTS])
         for t in range(len(frames)):
             if ctx.full:

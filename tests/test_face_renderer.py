@@ -202,7 +202,8 @@ def prepared(tmp_path_factory, astronaut, analyzer):
                                  borderMode=cv2.BORDER_REPLICATE) for i in range(4)]
         with Mp4Writer(root / "clips" / name / "video.mp4", fps=25) as writer:
             writer.write(np.stack(frames))
-    rows = prepare(root / "clips", root / "out", holdout={"clip_b"}, resolution=RESOLUTION, log=lambda *_: None)
+    rows = prepare(root / "clips", root / "out", holdout={"clip_b"}, resolution=RESOLUTION, references=3,
+                   log=lambda *_: None)
     return root / "out", rows
 
 
@@ -211,15 +212,32 @@ def test_prepare_renderer_data(prepared):
 
     out, rows = prepared
     assert {r["name"]: r["split"] for r in rows} == {"clip_a": "train", "clip_b": "holdout"}
-    assert [p.stem for p in find_clips(out / "train")] == ["clip_a"]
-    clip = RendererClip.load(out / "train" / "clip_a.npz")
-    t = len(clip.frames)
-    assert t == 4 and clip.frames.shape == clip.warp.shape == (t, RESOLUTION, RESOLUTION, 3)
-    assert clip.landmarks.shape == clip.photo_landmarks.shape == (t, 68, 2)
-    # frame 0 is the reference: its warp is (nearly) the crop itself; later frames' landmarks follow the slide
-    assert np.abs(clip.warp[0].astype(int) - clip.frames[0]).mean() < 4.0
-    assert clip.landmarks[-1, 30, 0] > clip.landmarks[0, 30, 0]
+    references = {r["name"]: r["references"] for r in rows}
+    assert references["clip_b"] == [0] and references["clip_a"][0] == 0 and len(references["clip_a"]) >= 2
+    assert [p.stem for p in find_clips(out / "holdout")] == ["clip_b"]
+    names = ["clip_a"] + [f"clip_a@{k}" for k in sorted(references["clip_a"][1:])]
+    assert [p.stem for p in find_clips(out / "train")] == names
+    for name in names:
+        clip = RendererClip.load(out / "train" / f"{name}.npz")
+        t, k = len(clip.frames), clip.reference_index
+        assert name == ("clip_a" if k == 0 else f"clip_a@{k}")
+        assert t == 4 and clip.frames.shape == clip.warp.shape == (t, RESOLUTION, RESOLUTION, 3)
+        assert clip.landmarks.shape == clip.photo_landmarks.shape == (t, 68, 2)
+        # the reference frame's warp is (nearly) the crop itself; the landmarks follow the slide
+        assert np.abs(clip.warp[k].astype(int) - clip.frames[k]).mean() < 4.0
+        assert clip.landmarks[-1, 30, 0] > clip.landmarks[0, 30, 0]
     assert (out / "manifest.json").is_file()
+
+
+def test_reference_frames_take_the_widest_and_most_closed_mouths(astronaut_landmarks):
+    from training.data.prepare_renderer_data import reference_frames
+
+    opening = talking(astronaut_landmarks, 6)  # frame i opens the mouth i steps
+    frames = opening[[2, 4, 0, 3, 5, 1]]
+    assert reference_frames(frames, 1) == [0]
+    assert reference_frames(frames, 3) == [0, 4, 2]  # frame 0, the widest (5 steps), the most closed (0 steps)
+    assert reference_frames(frames, 5) == [0, 4, 2, 3]  # + a third and two thirds up (2 steps: frame 0 again)
+    assert reference_frames(opening, 3) == [0, 5]  # frame 0 is already the most closed
 
 
 def test_training_steps_reduce_loss(prepared):

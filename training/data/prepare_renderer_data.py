@@ -1,7 +1,7 @@
 """Turn talking-face videos into training pairs for the diffusion face renderer (``pipeline.models.face_renderer``).
 
     python training/data/prepare_renderer_data.py --clips ../shared/data/clips --out data/renderer \\
-        --holdout grid_lrwp9a,vox_00098 --jobs 2
+        --holdout grid_lrwp9a,vox_00098 --jobs 2 --references 3
 
 Videos are found and named like ``training/data/prepare_clips.py`` does (``find_videos``, ``clip_name``,
 ``--holdout`` by name or path part). For each video:
@@ -15,11 +15,18 @@ Videos are found and named like ``training/data/prepare_clips.py`` does (``find_
 4. the warp renderer's output from the clip's reference frame (frame 0) driven by each frame's own landmarks: the
    input the diffusion model refines, paired with the real frame as its target.
 
-One compressed ``<name>.npz`` per clip goes to ``<out>/train/`` or ``<out>/holdout/`` with
+With ``--references N`` a training video gives up to N such clips, each warped from another of its frames (steps 2-4
+again): frame 0, the frame with the mouth open widest and the one with it most closed, then frames spread over the
+openings in between (:func:`reference_frames`). A user's photo can show any mouth (teeth, a smile, an open mouth),
+and the model should learn to keep what the warp takes from such a photo, not only to mend warps of closed mouths.
+Held-out videos keep frame 0 only: the evaluation drives each clip from its first frame.
+
+One compressed ``<name>.npz`` per clip goes to ``<out>/train/`` or ``<out>/holdout/`` (``<name>@<frame>.npz`` for
+the further references) with
 
 * ``frames`` (T, R, R, 3) uint8 real crops, ``warp`` (T, R, R, 3) uint8 warp renders, ``landmarks`` (T, 68, 2)
   float32 crop pixels, ``photo_landmarks`` (T, 68, 2) float32 video pixels, ``box`` (4,) the crop in video pixels,
-  ``reference_index`` (0), ``fps``, ``video`` (path), ``missing_frames``;
+  ``reference_index``, ``fps``, ``video`` (path), ``missing_frames``;
 
 plus ``<out>/manifest.json``. These are frames of the source videos: keep ``--out`` out of version control
 (``data/`` is git-ignored) and never commit them.
@@ -28,6 +35,7 @@ plus ``<out>/manifest.json``. These are frames of the source videos: keep ``--ou
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import sys
 import time
@@ -42,6 +50,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from pipeline.errors import InputError, NoFaceError  # noqa: E402
+from pipeline.render.mouth import inner_opening  # noqa: E402
 from pipeline.render.warp import WarpRenderer, resized_crop  # noqa: E402
 from pipeline.video import extract_track, iter_video_frames  # noqa: E402
 from training.data.prepare_clips import clip_name, find_videos, is_held_out  # noqa: E402
@@ -90,9 +99,21 @@ def find_clips(folder: Path) -> list[Path]:
     return sorted(Path(folder).glob("*.npz"))
 
 
+def reference_frames(points: np.ndarray, count: int) -> list[int]:
+    """Up to ``count`` distinct frames to warp from, for landmarks ``(T, 68, 2)``: frame 0, then the widest and the
+    most closed mouth (inner-lip opening), then frames at openings evenly spread between those two."""
+    openings = inner_opening(points)  # (T,)
+    order = np.argsort(openings, kind="stable")
+    chosen = [REFERENCE_INDEX, int(order[-1]), int(order[0])]
+    chosen += [int(order[round(q * (len(order) - 1))]) for q in np.linspace(0, 1, max(count - 1, 2))[1:-1]]
+    unique = list(dict.fromkeys(chosen))
+    return unique[: max(count, 1)]
+
+
 def prepare_clip(video: Path, name: str, resolution: int = 128, smoothing: float = 0.7, analyzer=None,
-                 max_frames: Optional[int] = None) -> RendererClip:
-    """Crops, landmarks and warp renders of one video (see the module docstring); raises InputError without a face."""
+                 max_frames: Optional[int] = None, references: int = 1) -> list[RendererClip]:
+    """Crops, landmarks and warp renders of one video (see the module docstring), one clip per reference frame
+    (:func:`reference_frames`; frame 0's first, named ``name``); raises InputError without a face."""
     track, report = extract_track(video, analyzer, smoothing=smoothing)
     photo_points = np.asarray(track.points2d, np.float64)
     frames = []
@@ -102,43 +123,48 @@ def prepare_clip(video: Path, name: str, resolution: int = 128, smoothing: float
         frames.append(frame)
     photo_points = photo_points[: len(frames)]
     renderer = WarpRenderer(resolution)
-    ctx = renderer.prepare(frames[REFERENCE_INDEX], photo_points[REFERENCE_INDEX])
-    crops = np.stack([resized_crop(f, ctx.box, resolution) for f in frames])  # (T, R, R, 3)
-    assert np.array_equal(crops[REFERENCE_INDEX], ctx.source), "the reference crop must be the renderer's source"
-    return RendererClip(
-        name=name,
-        frames=crops,
-        warp=renderer.render(ctx, photo_points),  # (T, R, R, 3)
-        landmarks=renderer.crop_landmarks(ctx, photo_points).astype(np.float32),  # (T, 68, 2)
-        photo_landmarks=photo_points.astype(np.float32),
-        box=np.asarray(ctx.box, np.int32),
-        fps=float(track.fps),
-        video=str(video),
-        missing_frames=list(report.missing_frames),
-    )
+    clips = []
+    for k in reference_frames(photo_points, references):
+        ctx = renderer.prepare(frames[k], photo_points[k])
+        crops = np.stack([resized_crop(f, ctx.box, resolution) for f in frames])  # (T, R, R, 3)
+        assert np.array_equal(crops[k], ctx.source), "the reference crop must be the renderer's source"
+        clips.append(RendererClip(
+            name=name if k == REFERENCE_INDEX else f"{name}@{k}",
+            frames=crops,
+            warp=renderer.render(ctx, photo_points),  # (T, R, R, 3)
+            landmarks=renderer.crop_landmarks(ctx, photo_points).astype(np.float32),  # (T, 68, 2)
+            photo_landmarks=photo_points.astype(np.float32),
+            box=np.asarray(ctx.box, np.int32),
+            fps=float(track.fps),
+            video=str(video),
+            missing_frames=list(report.missing_frames),
+            reference_index=k,
+        ))
+    return clips
 
 
-def _job(args: tuple) -> tuple[str, bool, Optional[RendererClip], str, float]:
-    video, name, holdout, resolution, smoothing, max_frames = args
+def _job(args: tuple) -> tuple[str, bool, list[RendererClip], str, float]:
+    video, name, holdout, resolution, smoothing, max_frames, references = args
     start = time.perf_counter()
     try:
-        clip = prepare_clip(video, name, resolution, smoothing, max_frames=max_frames)
+        clips = prepare_clip(video, name, resolution, smoothing, max_frames=max_frames,
+                             references=1 if holdout else references)
     except (InputError, NoFaceError) as exc:
-        return name, holdout, None, str(exc), time.perf_counter() - start
-    return name, holdout, clip, "", time.perf_counter() - start
+        return name, holdout, [], str(exc), time.perf_counter() - start
+    return name, holdout, clips, "", time.perf_counter() - start
 
 
 def prepare(clips: Path, out: Path, holdout: set[str] = frozenset(), resolution: int = 128, jobs: int = 1,
             smoothing: float = 0.7, max_missing: float = 0.5, max_frames: Optional[int] = None,
-            log=print) -> list[dict]:
-    """Prepare every video under ``clips`` (its first ``max_frames`` frames, when given) into ``out/train`` and
-    ``out/holdout``; returns the manifest rows."""
+            references: int = 1, log=print) -> list[dict]:
+    """Prepare every video under ``clips`` (its first ``max_frames`` frames, when given) into ``out/train`` (up to
+    ``references`` clips per video) and ``out/holdout`` (frame 0's only); returns the manifest rows."""
     clips, out = Path(clips), Path(out)
     videos = find_videos(clips)
     if not videos:
         raise SystemExit(f"No videos under {clips}.")
     names = [clip_name(v, clips) for v in videos]
-    args = [(v, n, is_held_out(v, clips, n, set(holdout)), resolution, smoothing, max_frames)
+    args = [(v, n, is_held_out(v, clips, n, set(holdout)), resolution, smoothing, max_frames, references)
             for v, n in zip(videos, names)]
     if jobs > 1:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
@@ -146,18 +172,23 @@ def prepare(clips: Path, out: Path, holdout: set[str] = frozenset(), resolution:
     else:
         results = [_job(a) for a in args]
     rows = []
-    for (name, held, clip, error, took), video in zip(results, videos):
-        split, other = ("holdout", "train") if held else ("train", "holdout")
-        (out / other / f"{name}.npz").unlink(missing_ok=True)  # a clip moved between splits by a new --holdout
-        if clip is not None and len(clip.missing_frames) > max_missing * len(clip.frames):
-            error, clip = f"no face in {len(clip.missing_frames)} of {len(clip.frames)} frames", None
-        if clip is not None:
+    for (name, held, prepared, error, took), video in zip(results, videos):
+        split = "holdout" if held else "train"
+        for folder in (out / "train", out / "holdout"):  # earlier runs' clips of this video (other split, references)
+            for stale in (*folder.glob(glob.escape(name) + ".npz"), *folder.glob(glob.escape(name) + "@*.npz")):
+                stale.unlink()
+        first = prepared[0] if prepared else None
+        if first is not None and len(first.missing_frames) > max_missing * len(first.frames):
+            error, prepared = f"no face in {len(first.missing_frames)} of {len(first.frames)} frames", []
+        for clip in prepared:
             clip.save(out / split)
-        frames = 0 if clip is None else len(clip.frames)
-        log(f"{name:<24} {split:<7} " + (f"SKIPPED: {error}" if clip is None else
-            f"{frames:4d} frames, {len(clip.missing_frames):3d} missing-face, box {clip.box.tolist()} [{took:.1f} s]"))
+        frames = len(prepared[0].frames) if prepared else 0
+        log(f"{name:<24} {split:<7} " + (f"SKIPPED: {error}" if not prepared else
+            f"{frames:4d} frames, {len(first.missing_frames):3d} missing-face, box {first.box.tolist()}, "
+            f"references {[c.reference_index for c in prepared]} [{took:.1f} s]"))
         rows.append({"name": name, "video": str(video), "split": split, "frames": frames, "error": error,
-                     "missing_frames": [] if clip is None else clip.missing_frames, "resolution": resolution})
+                     "missing_frames": first.missing_frames if prepared else [], "resolution": resolution,
+                     "references": [c.reference_index for c in prepared]})
     out.mkdir(parents=True, exist_ok=True)
     (out / "manifest.json").write_text(json.dumps(rows, indent=1))
     return rows
@@ -173,10 +204,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--smoothing", type=float, default=0.7, help="temporal Gaussian sigma of the landmarks")
     parser.add_argument("--max-missing", type=float, default=0.5, help="skip clips with more frames without a face")
     parser.add_argument("--max-frames", type=int, help="use only the first frames of each video")
+    parser.add_argument("--references", type=int, default=1,
+                        help="training clips per video, each warped from another frame (see reference_frames)")
     args = parser.parse_args(argv)
     holdout = {h.strip() for h in args.holdout.split(",") if h.strip()}
     rows = prepare(args.clips, args.out, holdout, args.resolution, args.jobs, args.smoothing, args.max_missing,
-                   args.max_frames)
+                   args.max_frames, args.references)
     return 0 if any(r["frames"] for r in rows) else 1
 
 

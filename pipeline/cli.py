@@ -66,7 +66,7 @@ def _add_render_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--renderer", choices=("warp", "diffusion"), default="warp",
         help="warp (fast, default) or diffusion (the warp frames with the lower face repainted by the checkpoint's "
-             "diffusion model; about 0.2 s a frame on a CPU)",
+             "diffusion model; about 0.11 s a frame on a 2-core CPU)",
     )
 
 

@@ -66,13 +66,13 @@ EXAMPLE_DOC_STRING = """
 OutputType = str  # "np" | "pil" | "mp4"
 #: Renderer names accepted by :meth:`TalkingFacePipeline.render`.
 RENDERERS = ("warp", "diffusion")
-#: The diffusion renderer's settings, chosen on the held-out clips (training/evaluate_renderer.py, README): an
-#: 8-step DDIM schedule entered at half strength (4 model calls a frame), no previous frame shown to the model (its
-#: own previous outputs made the mouth less accurate and the video no steadier), and the refined pixels kept only
-#: within 0.25 inter-ocular distances of the lips.
-DIFFUSION_SETTINGS = {"num_inference_steps": 8, "strength": 0.5, "previous_noise": None, "mouth_margin": 0.25}
+#: The diffusion renderer's settings, chosen on the held-out people (bench/cross_identity.py, README): the last
+#: quarter of an 8-step DDIM schedule (2 model calls a frame; half of it kept the identity less well), no previous
+#: frame shown to the model (its own previous outputs made the mouth less accurate and the video no steadier), and
+#: the refined pixels kept only within 0.25 inter-ocular distances of the lips.
+DIFFUSION_SETTINGS = {"num_inference_steps": 8, "strength": 0.25, "previous_noise": None, "mouth_margin": 0.25}
 #: Frames per chunk of :meth:`TalkingFacePipeline.render_chunks`: a few seconds of work each (the diffusion
-#: renderer takes about 0.2 s a frame on a CPU), so progress is frequent and a stop takes effect soon.
+#: renderer takes about 0.1 s a frame on a CPU), so progress is frequent and a stop takes effect soon.
 CHUNK_FRAMES = {"warp": 32, "diffusion": 8}
 
 

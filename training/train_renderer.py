@@ -3,7 +3,7 @@
 General model, on the prepared clips (``training/data/prepare_renderer_data.py``)::
 
     python training/data/prepare_renderer_data.py --clips ../shared/data/clips --out data/renderer \\
-        --holdout grid_lrwp9a,vox_00098 --jobs 2
+        --holdout grid_lrwp9a,vox_00098 --jobs 2 --references 3
     accelerate launch training/train_renderer.py --config training/configs/renderer.yaml
 
 Person-specific fine-tune (DiffTalker trains on one speaker): prepare one user's own video (a minute of them
@@ -15,19 +15,20 @@ talking, face to the camera) and continue from the general model at a lower lear
         --max_steps 600 --learning_rate 1e-4 --output_dir outputs/renderer_me --final_dir checkpoints/me
 
 Each step draws frames uniformly from the clips (by sampling weight per data folder), mirrors some left-right, and
-builds the model's inputs exactly as the renderer does: the frame's warp render from the clip's frame 0, the frame-0
-crop as reference, the landmark map and region mask of the frame's landmarks, and the real previous frame (dropped to
-zeros with probability ``1 - p_previous``, else noised at a level drawn in ``[0, previous_noise_max)``). The real
-frame is noised in the generated region only (DiffTalker's two noise scales) and the loss is the masked MSE of
-``model.config.prediction_type``'s target. Every ``validate_every`` steps the one-step x0 estimate from the noised
-*warp* crop (how SDEdit sampling starts) is scored on held-out clips against the real frames, next to the warp crop
-itself (without previous frames by default: a real previous frame flatters the model, which at inference only gets its
-own). The state is saved every ``checkpointing_steps`` (``--resume_from_checkpoint latest`` picks up after an
-interruption), EMA weights are kept, and at the end the EMA model goes to ``<final_dir>/face_renderer`` and a DDIM
-scheduler with the training noise schedule to ``<final_dir>/renderer_scheduler``, with ``training_info.json``
-(command, seed, data, steps). Both join the ``TalkingFacePipeline`` saved in ``final_dir`` (``save_pretrained``; a
-copy of the shipped ``checkpoints/`` pipeline when ``final_dir`` has none), so ``--checkpoint checkpoints/me`` /
-``load_pipeline("checkpoints/me")`` renders with the fine-tuned model.
+builds the model's inputs exactly as the renderer does: the frame's warp render from the clip's reference frame (frame
+0, or another frame of the video with ``--references``), that frame's crop as reference, the landmark map and region
+mask of the frame's landmarks, and the real previous frame (dropped to zeros with probability ``1 - p_previous``, else
+noised at a level drawn in ``[0, previous_noise_max)``). The real frame is noised in the generated region only
+(DiffTalker's two noise scales) and the loss is the masked MSE of ``model.config.prediction_type``'s target. Every
+``validate_every`` steps the one-step x0 estimate from the noised *warp* crop (how SDEdit sampling starts) is scored
+on held-out clips against the real frames, next to the warp crop itself (without previous frames by default: a real
+previous frame flatters the model, which at inference only gets its own). The state is saved every
+``checkpointing_steps`` (``--resume_from_checkpoint latest`` picks up after an interruption), EMA weights are kept,
+and at the end the EMA model goes to ``<final_dir>/face_renderer`` and a DDIM scheduler with the training noise
+schedule to ``<final_dir>/renderer_scheduler``, with ``training_info.json`` (command, seed, data, steps). Both join
+the ``TalkingFacePipeline`` saved in ``final_dir`` (``save_pretrained``; a copy of the shipped ``checkpoints/``
+pipeline when ``final_dir`` has none), so ``--checkpoint checkpoints/me`` / ``load_pipeline("checkpoints/me")``
+renders with the fine-tuned model.
 """
 
 from __future__ import annotations

@@ -147,8 +147,7 @@ def _job(args: tuple) -> tuple[str, bool, list[RendererClip], str, float]:
     video, name, holdout, resolution, smoothing, max_frames, references = args
     start = time.perf_counter()
     try:
-        clips = prepare_clip(video, name, resolution, smoothing, max_frames=max_frames,
-                             references=1 if holdout else references)
+        clips = prepare_clip(video, name, resolution, smoothing, max_frames=max_frames, references=references)
     except (InputError, NoFaceError) as exc:
         return name, holdout, [], str(exc), time.perf_counter() - start
     return name, holdout, clips, "", time.perf_counter() - start
@@ -164,8 +163,9 @@ def prepare(clips: Path, out: Path, holdout: set[str] = frozenset(), resolution:
     if not videos:
         raise SystemExit(f"No videos under {clips}.")
     names = [clip_name(v, clips) for v in videos]
-    args = [(v, n, is_held_out(v, clips, n, set(holdout)), resolution, smoothing, max_frames, references)
-            for v, n in zip(videos, names)]
+    held = [is_held_out(v, clips, n, set(holdout)) for v, n in zip(videos, names)]
+    args = [(v, n, h, resolution, smoothing, max_frames, 1 if h else references)
+            for v, n, h in zip(videos, names, held)]
     if jobs > 1:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             results = list(pool.map(_job, args))

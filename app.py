@@ -116,7 +116,7 @@ APP_MAX_SECONDS = float(os.environ.get("TALKING_FACE_APP_MAX_SECONDS", 300))
 #: (on Spaces, ``packages.txt`` installs them); without them the video appears when it is complete.
 LIVE_RENDER = bool(shutil.which("ffmpeg") and shutil.which("ffprobe"))
 #: What the diffusion renderer costs, shown where a user picks it (bench/speed.py; README).
-DIFFUSION_COST = ("Diffusion: about 0.11 s a frame on a 2-core CPU, so about 3 s for each second of video; the "
+DIFFUSION_COST = ("Diffusion: about 0.06 s a frame on a 2-core CPU, so about 1.5 s for each second of video; the "
                   "render shows its estimate before it starts")
 
 INSTRUCTIONS = (

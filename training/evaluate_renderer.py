@@ -19,7 +19,9 @@ The diffusion renderer's settings default to the pipeline's (``DIFFUSION_SETTING
 values (a row each), ``--previous_noise`` and ``--mouth_margin`` the alternatives. A person-specific fine-tune is
 scored on the part of the person's video it did not see: ``--only NAME --score_from K`` renders the whole clip (so the
 reference stays frame 0) and scores frames K onwards. The diffusion renderer renders in chunks of ``--chunk`` frames,
-as the mp4 export does. Results: ``metrics.json`` and
+as the mp4 export does. Frame 0 is the photo itself, which the warp renderer gives back exactly (a PSNR of
+100 dB and more, enough to lift a 100-frame mean by a decibel), so scoring starts at frame 1 unless ``--score_from``
+says otherwise. Results: ``metrics.json`` and
 ``metrics.md`` (a table per clip and the frame-weighted mean) in ``--out``; ``--save_video`` also writes a side-by-side
 mp4 (real | warp | diffusion) per clip there (frames of the source videos: never commit them).
 """
@@ -153,7 +155,7 @@ def render_timed(renderer, photo: np.ndarray, points: np.ndarray, chunk: int) ->
 
 def evaluate_clip(clip: RendererClip, renderers: dict, embedder: IdentityEmbedder, chunk: int, identity_every: int,
                   video_dir: Path | None = None, max_frames: int | None = None,
-                  score_from: int = 0) -> dict[str, dict[str, float]]:
+                  score_from: int = 1) -> dict[str, dict[str, float]]:
     """Render the clip's frames ``[0, max_frames)`` with each renderer and score frames ``[score_from, max_frames)``
     (e.g. the part of a video a person-specific model was not fine-tuned on)."""
     assert clip.reference_index == 0, "the evaluation drives the clip's frame 0"
@@ -212,8 +214,9 @@ def main(argv=None) -> int:
     parser.add_argument("--chunk", type=int, default=64, help="frames per render call (as the mp4 export)")
     parser.add_argument("--identity_every", type=int, default=5)
     parser.add_argument("--max_frames", type=int, help="evaluate only the first frames of each clip")
-    parser.add_argument("--score_from", type=int, default=0,
-                        help="render from frame 0 but score only from this frame on (person-specific fine-tunes)")
+    parser.add_argument("--score_from", type=int, default=1,
+                        help="render from frame 0 but score only from this frame on (default 1: frame 0 is the photo "
+                             "itself; higher for person-specific fine-tunes)")
     parser.add_argument("--only", help="comma-separated clip names to evaluate (default: all in --data)")
     parser.add_argument("--model_label", default="diffusion", help="name of the diffusion rows in the table")
     parser.add_argument("--device", default="cpu")

@@ -229,6 +229,36 @@ def test_prepare_renderer_data(prepared):
     assert (out / "manifest.json").is_file()
 
 
+def test_renderer_evaluation_does_not_score_the_photo_itself(prepared):
+    """Frame 0 of a held-out clip is the photo, which the warp renderer gives back exactly: scored, its unbounded
+    PSNR would swamp the mean (training/evaluate_renderer.py scores from frame 1 unless told otherwise)."""
+    from training.data.prepare_renderer_data import RendererClip
+    from training.evaluate_renderer import evaluate_clip
+
+    out, _ = prepared
+    clip = RendererClip.load(out / "holdout" / "clip_b.npz")
+
+    class PhotoThenOff:
+        """The real crops: frame 0 exactly, every later pixel 10 levels off (PSNR 28.13 dB)."""
+
+        def prepare(self, photo, points):
+            return None
+
+        def render(self, ctx, points):
+            frames = clip.frames.astype(int)
+            frames[1:] = np.where(frames[1:] < 128, frames[1:] + 10, frames[1:] - 10)
+            return frames.astype(np.uint8)
+
+    def embed(image, points):
+        return np.ones(8) / np.sqrt(8.0)
+
+    expected = 10 * np.log10(255.0**2 / 100.0)
+    scored = evaluate_clip(clip, {"r": PhotoThenOff()}, embed, chunk=64, identity_every=1)["r"]
+    assert scored["psnr"] == pytest.approx(expected) and scored["psnr_mouth"] == pytest.approx(expected)
+    with_photo = evaluate_clip(clip, {"r": PhotoThenOff()}, embed, chunk=64, identity_every=1, score_from=0)["r"]
+    assert with_photo["psnr"] > expected + 20.0  # one exact frame of four adds 30 dB to the mean
+
+
 def test_reference_frames_take_the_widest_and_most_closed_mouths(astronaut_landmarks):
     from training.data.prepare_renderer_data import reference_frames
 

@@ -115,8 +115,9 @@ APP_MAX_SECONDS = float(os.environ.get("TALKING_FACE_APP_MAX_SECONDS", 300))
 #: Whether the video plays while it renders: Gradio's streaming video output needs the ffmpeg and ffprobe programs
 #: (on Spaces, ``packages.txt`` installs them); without them the video appears when it is complete.
 LIVE_RENDER = bool(shutil.which("ffmpeg") and shutil.which("ffprobe"))
-#: What the diffusion renderer costs, shown where a user picks it (bench/speed.py; README).
-DIFFUSION_COST = ("Diffusion: about 0.06 s a frame on a 2-core CPU, so about 1.5 s for each second of video; the "
+#: What the diffusion renderer costs, shown where a user picks it: the app's own render of the example on the 2-core
+#: host, encoding and streaming included (181 frames in 15.6-16.3 s; README, "Threads").
+DIFFUSION_COST = ("Diffusion: about 0.09 s a frame on a 2-core CPU, so about 2 s for each second of video; the "
                   "render shows its estimate before it starts")
 
 INSTRUCTIONS = (

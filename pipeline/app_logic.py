@@ -628,7 +628,7 @@ def plot_timeline(audio: np.ndarray, track: LandmarkTrack, frame: int | None = N
 
 #: Seconds a frame at 256², encoding and streaming included, before a server has measured its own: the warp renderer
 #: as the app ran it with the shipped checkpoint on the 2-core CPU host (181 frames in 3.5 s), the diffusion renderer
-#: on one core of that host (README, "Threads").
+#: likewise (181 frames in 15.6-16.3 s; README, "Threads").
 DEFAULT_SECONDS_PER_FRAME = {"warp": 0.02, "diffusion": 0.09}
 
 

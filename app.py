@@ -101,7 +101,7 @@ ROOT = Path(__file__).parent
 EXAMPLES = [[str(ROOT / "examples" / "astronaut.png"), str(ROOT / "examples" / "speech.wav")]]
 #: The renderers' names in the page -> the pipeline's (the diffusion one only when the checkpoint has it).
 WARP = "Fast warp"
-DIFFUSION = "Diffusion (mouth repainted; slow without a GPU)"
+DIFFUSION = "Diffusion (lips repainted; slow without a GPU)"
 RENDERER_NAMES = {WARP: "warp", DIFFUSION: "diffusion"}
 #: Generate and render requests run this many at a time (each uses the model or all CPU cores).
 PIPELINE_CONCURRENCY = int(os.environ.get("TALKING_FACE_CONCURRENCY", 1))

@@ -19,8 +19,8 @@ with the mesh front end:
 e.g. the smiling portrait ``../shared/data/portraits/happy.png:latentsync_demo2``.
 
 Also the renderer's speed (frames a second, 256², all pairs; ``--renderer diffusion`` judges the checkpoint's
-diffusion renderer instead of the warp renderer; ``--strength``, ``--mouth-margin`` and ``--seed`` change its
-settings and noise) and a contact sheet per pair (driver above, rendered below, five
+diffusion renderer instead of the warp renderer; ``--strength``, ``--mouth-margin``, ``--mouth-inside`` and
+``--seed`` change its settings and noise) and a contact sheet per pair (driver above, rendered below, five
 frames) in ``--out``, beside ``cross_identity.md`` / ``.json``. The contact sheets show ``../shared/data`` people:
 they stay in the git-ignored results folder.
 """
@@ -64,9 +64,10 @@ def folded_frames(ctx, frames: np.ndarray) -> tuple[int, int]:
 
 
 def diffusion_renderer(checkpoint: str | None, strength: float | None = None, mouth_margin: float | None = None,
-                       seed: int = 0):
-    """The checkpoint's diffusion renderer at 256², with the pipeline's settings (``strength`` and ``mouth_margin``
-    instead where given) and its noise drawn from a generator seeded with ``seed``."""
+                       seed: int = 0, mouth_inside: str | None = None):
+    """The checkpoint's diffusion renderer at 256², with the pipeline's settings (``strength``, ``mouth_margin`` and
+    ``mouth_inside``, "keep" or "repaint", instead where given) and its noise drawn from a generator seeded with
+    ``seed``."""
     import torch
 
     from pipeline.loading import load_pipeline
@@ -77,6 +78,8 @@ def diffusion_renderer(checkpoint: str | None, strength: float | None = None, mo
         renderer.strength = strength
     if mouth_margin is not None:
         renderer.mouth_margin = mouth_margin
+    if mouth_inside is not None:
+        renderer.keep_mouth_inside = mouth_inside == "keep"
     return renderer
 
 
@@ -108,12 +111,16 @@ def main() -> None:
     parser.add_argument("--strength", type=float, help="--renderer diffusion: instead of the pipeline's strength")
     parser.add_argument("--mouth-margin", type=float,
                         help="--renderer diffusion: instead of the pipeline's mouth_margin (inter-ocular units)")
+    parser.add_argument("--mouth-inside", choices=("keep", "repaint"),
+                        help="--renderer diffusion: instead of the pipeline's setting (keep: the inside of the mouth "
+                             "stays the warp frame's)")
     parser.add_argument("--seed", type=int, default=0, help="--renderer diffusion: seed of the renderer's noise")
     args = parser.parse_args()
     names = args.holdout.split(",")
     analyzer, embedder = FaceAnalyzer(), FaceEmbedder()
     renderer = (WarpRenderer(size=256) if args.renderer == "warp"
-                else diffusion_renderer(args.checkpoint, args.strength, args.mouth_margin, args.seed))
+                else diffusion_renderer(args.checkpoint, args.strength, args.mouth_margin, args.seed,
+                                        args.mouth_inside))
     args.out.mkdir(parents=True, exist_ok=True)
     rows, render_seconds, rendered_frames = {}, 0.0, 0
     pairs = [(args.clips / names[i] / "ref.png", names[i], names[i + 1]) for i in range(len(names) - 1)]

@@ -65,8 +65,8 @@ def _add_render_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--full", action="store_true", help="paste the animated face back into the whole photo")
     parser.add_argument(
         "--renderer", choices=("warp", "diffusion"), default="warp",
-        help="warp (fast, default) or diffusion (the warp frames with the lips and mouth repainted by the checkpoint's "
-             "diffusion model; about 0.06 s a frame on a 2-core CPU)",
+        help="warp (fast, default) or diffusion (the warp frames with the lips repainted by the checkpoint's diffusion "
+             "model; about 0.06 s a frame on a 2-core CPU)",
     )
 
 

@@ -69,9 +69,11 @@ RENDERERS = ("warp", "diffusion")
 #: The diffusion renderer's settings, chosen on the held-out people (bench/cross_identity.py, README): the last
 #: step of an 8-step DDIM schedule (one model call a frame, at t = 0: the warp crop barely noised; the last two or
 #: four steps kept the identity less well), no previous frame shown to the model (its own previous outputs made the
-#: mouth less accurate and the video no steadier), and the refined pixels taken only on the lips and the mouth,
-#: fading out within 0.08 inter-ocular distances of them (0.25 kept the identity less well).
-DIFFUSION_SETTINGS = {"num_inference_steps": 8, "strength": 0.125, "previous_noise": None, "mouth_margin": 0.08}
+#: mouth less accurate and the video no steadier), and the refined pixels taken only on the lips and the skin
+#: around them, fading out within 0.08 inter-ocular distances of them (0.25 kept the identity less well), not inside
+#: the mouth (its teeth stay the warp frame's: the model's lighter gap read as a smaller opening on the GRID faces).
+DIFFUSION_SETTINGS = {"num_inference_steps": 8, "strength": 0.125, "previous_noise": None, "mouth_margin": 0.08,
+                      "keep_mouth_inside": True}
 #: Frames per chunk of :meth:`TalkingFacePipeline.render_chunks`: a few seconds of work each (the diffusion
 #: renderer takes about 0.06 s a frame on a CPU), so progress is frequent and a stop takes effect soon.
 CHUNK_FRAMES = {"warp": 32, "diffusion": 8}

@@ -13,6 +13,7 @@ from pipeline.models.face_renderer import (
     CONDITION_CHANNELS,
     LandmarkFaceRenderer,
     condition_channels,
+    inside_mouth_weight,
     landmark_map,
     mouth_weight,
     normalise_landmarks,
@@ -160,6 +161,32 @@ def test_mouth_margin_keeps_the_rest_of_the_lower_face(model, renderer_inputs):
         assert weight.max() == 1.0 and weight[~near].max() == 0.0
 
 
+def test_keep_mouth_inside_leaves_the_teeth_to_the_warp(model, renderer_inputs):
+    """With ``keep_mouth_inside`` the open mouth's inside (the inner lips' hull) is the warp frame's, pixel for pixel,
+    while the lips around it still take the model's change."""
+    photo, reference, frames = renderer_inputs
+    warp = WarpRenderer(256)
+    expected = warp.render(warp.prepare(photo, reference), frames)
+    scheduler = DDIMScheduler(num_train_timesteps=1000, prediction_type="sample", clip_sample=False)
+    renderer = DiffusionRenderer(model, scheduler, size=256, num_inference_steps=4, strength=0.5,
+                                 generator=torch.Generator().manual_seed(0), mouth_margin=0.25,
+                                 keep_mouth_inside=True)
+    video = renderer.render(renderer.prepare(photo, reference), frames)
+    changed = np.abs(video.astype(int) - expected.astype(int)).max(axis=-1) > 0
+    points = warp.crop_landmarks(warp.prepare(photo, reference), frames)
+    t = len(frames) - 1  # the widest opening
+    inside = np.zeros((256, 256), np.uint8)
+    cv2.fillConvexPoly(inside, cv2.convexHull(np.round(points[t, 60:68]).astype(np.int32)), 1)
+    assert inside.sum() > 50  # the mouth is open
+    core = cv2.erode(inside, np.ones((3, 3), np.uint8)).astype(bool)  # one pixel in from the rounded outline
+    assert not changed[t][core].any()
+    lips = np.zeros((256, 256), np.uint8)
+    cv2.fillConvexPoly(lips, cv2.convexHull(np.round(points[t, 48:60]).astype(np.int32)), 1)
+    assert changed[t][(lips > 0) & (inside == 0)].mean() > 0.5
+    weight = inside_mouth_weight(points[t], (256, 256))
+    assert weight[core].min() == 1.0 and weight[lips == 0].max() == 0.0
+
+
 def _brightens(shift: int):
     """A stand-in for ``DiffusionRenderer.refine`` that returns the warp crop ``shift`` levels brighter."""
     return lambda ctx, crop, *_: np.clip(crop.astype(int) + shift, 0, 255).astype(np.uint8)
@@ -277,6 +304,9 @@ def test_training_steps_reduce_loss(prepared):
     sampler = FrameSampler([(load_clips(out / "train"), 1.0)], p_previous=0.5, p_flip=0.5, seed=0)
     batch = sampler.batch(4)
     assert batch["condition"].shape == (4, CONDITION_CHANNELS, RESOLUTION, RESOLUTION)
+    mouth = batch["mouth"]  # what the pipeline pastes: the lips and their margin, inside the generated region
+    assert torch.all(mouth <= batch["mask"]) and torch.all(mouth.flatten(1).amax(1) == 1.0)
+    assert torch.all(mouth.flatten(1).mean(1) < 0.5 * batch["mask"].flatten(1).mean(1))
     model = tiny_model("epsilon").train()
     scheduler = DDPMScheduler(num_train_timesteps=1000, prediction_type="epsilon", clip_sample=False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
@@ -293,7 +323,8 @@ def test_training_steps_reduce_loss(prepared):
         optimizer.step()
     assert loss_at_fixed_noise() < 0.7 * before
     scores = validation_scores(model, scheduler, batch, [250], torch.Generator().manual_seed(0))
-    assert set(scores) == {"warp", "x0@250"} and all(np.isfinite(v) for v in scores.values())
+    assert set(scores) == {"warp", "x0@250", "mouth warp", "mouth x0@250"}
+    assert all(np.isfinite(v) for v in scores.values())
 
 
 def test_bfloat16_mixed_precision_training_step(prepared):

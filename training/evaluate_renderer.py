@@ -16,13 +16,13 @@ frame lines up with the real crop of the same frame. Against the real frames:
 * time per frame (CPU unless ``--device``), each renderer's whole ``prepare`` + ``render``.
 
 The diffusion renderer's settings default to the pipeline's (``DIFFUSION_SETTINGS``); ``--strength`` takes several
-values (a row each), ``--previous_noise`` and ``--mouth_margin`` the alternatives. A person-specific fine-tune is
-scored on the part of the person's video it did not see: ``--only NAME --score_from K`` renders the whole clip (so the
-reference stays frame 0) and scores frames K onwards. The diffusion renderer renders in chunks of ``--chunk`` frames,
-as the mp4 export does. Frame 0 is the photo itself, which the warp renderer gives back exactly (a PSNR of
-100 dB and more, enough to lift a 100-frame mean by a decibel), so scoring starts at frame 1 unless ``--score_from``
-says otherwise. Results: ``metrics.json`` and
-``metrics.md`` (a table per clip and the frame-weighted mean) in ``--out``; ``--save_video`` also writes a side-by-side
+values (a row each), ``--previous_noise``, ``--mouth_margin`` and ``--mouth_inside`` the alternatives. A
+person-specific fine-tune is scored on the part of the person's video it did not see: ``--only NAME --score_from K``
+renders the whole clip (so the reference stays frame 0) and scores frames K onwards. The diffusion renderer
+renders in chunks of ``--chunk`` frames, as the mp4 export does. Frame 0 is the photo itself, which the warp
+renderer gives back exactly (a PSNR of 100 dB and more, enough to lift a 100-frame mean by a decibel), so scoring
+starts at frame 1 unless ``--score_from`` says otherwise. Results: ``metrics.json`` and ``metrics.md`` (a table per
+clip and the frame-weighted mean) in ``--out``; ``--save_video`` also writes a side-by-side
 mp4 (real | warp | diffusion) per clip there (frames of the source videos: never commit them).
 """
 
@@ -210,6 +210,10 @@ def main(argv=None) -> int:
                         default=DIFFUSION_SETTINGS["mouth_margin"],
                         help="paste the refined pixels only this close to the lips (inter-ocular units; 'none': "
                              "the whole generated lower face)")
+    parser.add_argument("--mouth_inside", choices=("keep", "repaint"),
+                        default="keep" if DIFFUSION_SETTINGS["keep_mouth_inside"] else "repaint",
+                        help="keep: the inside of the mouth stays the warp frame's; repaint: it takes the model's "
+                             "change")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--chunk", type=int, default=64, help="frames per render call (as the mp4 export)")
     parser.add_argument("--identity_every", type=int, default=5)
@@ -235,7 +239,7 @@ def main(argv=None) -> int:
             args.model, args.scheduler, device=args.device, size=resolution,
             num_inference_steps=args.num_inference_steps,
             strength=strength, generator=torch.Generator().manual_seed(args.seed), previous_noise=args.previous_noise,
-            mouth_margin=args.mouth_margin,
+            mouth_margin=args.mouth_margin, keep_mouth_inside=args.mouth_inside == "keep",
         )
         assert renderer.resolution == resolution, f"model resolution {renderer.resolution}, crops {resolution}"
         renderers[f"{args.model_label} s={strength:g}"] = renderer
@@ -256,8 +260,8 @@ def main(argv=None) -> int:
                    for m in per_clip[clips[0].name][name]} for name in names + ["real"]}
     setup = (f"Crop mode at {resolution} px; diffusion: {args.model}, {args.num_inference_steps}-step schedule "
              f"({DiffusionRenderer.__name__}, DDIM), previous frame noise {args.previous_noise}, mouth margin "
-             f"{args.mouth_margin}, seed {args.seed}, chunks of {args.chunk} frames, device {args.device}, "
-             f"{args.num_threads} threads. Flicker: minus the real video's.")
+             f"{args.mouth_margin}, mouth inside: {args.mouth_inside}, seed {args.seed}, chunks of {args.chunk} "
+             f"frames, device {args.device}, {args.num_threads} threads. Flicker: minus the real video's.")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "metrics.json").write_text(json.dumps({"setup": setup, "clips": per_clip, "mean": mean}, indent=1))
     table = markdown(per_clip, mean, names, setup)

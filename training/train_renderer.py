@@ -56,16 +56,19 @@ from pipeline.models.face_renderer import (  # noqa: E402
     LandmarkFaceRenderer,
     add_masked_noise,
     condition_channels,
+    mouth_weight,
     normalise_landmarks,
     region_masks,
     to_model_pixels,
 )
+from pipeline.pipeline_talking_face import DIFFUSION_SETTINGS  # noqa: E402
 from pipeline.regions import MIRROR  # noqa: E402
 from training import loop  # noqa: E402
 from training.checkpointing import save_into_pipeline  # noqa: E402
 from training.data.prepare_renderer_data import RendererClip, find_clips  # noqa: E402
 
 logger = logging.getLogger("train_renderer")
+MOUTH_MARGIN = DIFFUSION_SETTINGS["mouth_margin"]  # the part of the model's change the pipeline pastes
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -117,7 +120,8 @@ def mirror_sample(images: list[np.ndarray | None], points: np.ndarray, resolutio
 def make_example(clip: RendererClip, t: int, keep_previous: bool, flip: bool, previous_noise: float = 0.0,
                  rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
     """The model inputs and target of frame ``t`` of ``clip``, as the renderer would build them; the real previous
-    frame (if kept) gets Gaussian noise of level ``previous_noise`` (drawn from ``rng``)."""
+    frame (if kept) gets Gaussian noise of level ``previous_noise`` (drawn from ``rng``). ``mouth`` weighs the part
+    of the region the pipeline pastes (``MOUTH_MARGIN``), for the validation's mouth PSNR."""
     r = clip.frames.shape[1]
     target, warp, reference = clip.frames[t], clip.warp[t], clip.frames[clip.reference_index]
     previous = clip.frames[t - 1] if keep_previous and t > 0 else None
@@ -133,6 +137,7 @@ def make_example(clip: RendererClip, t: int, keep_previous: bool, flip: bool, pr
         "condition": condition_channels(warp, reference, points, previous, hard, previous_noise, noise),  # (C, R, R)
         "landmarks": normalise_landmarks(points, r),  # (68, 2)
         "mask": hard[None],  # (1, R, R)
+        "mouth": (hard * mouth_weight(points, (r, r), margin=MOUTH_MARGIN))[None],  # (1, R, R)
         "warp": to_model_pixels(warp),  # (3, R, R)
     }
 
@@ -211,20 +216,25 @@ def training_loss(model: torch.nn.Module, scheduler, batch: dict[str, torch.Tens
 @torch.no_grad()
 def validation_scores(model: LandmarkFaceRenderer, scheduler, batch: dict[str, torch.Tensor], timesteps: list[int],
                       generator: torch.Generator) -> dict[str, float]:
-    """PSNR (dB, pixels in [-1, 1] mapped to [0, 1]) on the generated region against the real frame: of the warp
-    crop, and of the one-step x0 estimate from the warp crop noised to each of ``timesteps``."""
-    def psnr(x: torch.Tensor) -> float:
-        mse = (((x.clamp(-1, 1) - batch["target"]) / 2) ** 2 * batch["mask"]).sum() / (3 * batch["mask"].sum())
+    """PSNR (dB, pixels in [-1, 1] mapped to [0, 1]) against the real frame, on the generated region and (``mouth
+    ...``) on the mouth: of the warp crop, and of the one-step x0 estimate from the warp crop noised to each of
+    ``timesteps``."""
+    def psnr(x: torch.Tensor, region: torch.Tensor) -> float:
+        mse = (((x.clamp(-1, 1) - batch["target"]) / 2) ** 2 * region).sum() / (3 * region.sum()).clamp(min=1e-6)
         return float(-10 * torch.log10(mse.clamp(min=1e-10)))
 
+    def score(name: str, x: torch.Tensor) -> None:
+        scores[name], scores[f"mouth {name}"] = psnr(x, batch["mask"]), psnr(x, batch["mouth"])
+
     model.eval()
-    scores = {"warp": psnr(batch["warp"])}
+    scores: dict[str, float] = {}
+    score("warp", batch["warp"])
     noise = torch.randn(batch["warp"].shape, generator=generator).to(batch["warp"].device)
     for t in timesteps:
         steps = torch.full((len(noise),), int(t), dtype=torch.long, device=noise.device)
         noisy = add_masked_noise(scheduler, batch["warp"], noise, steps, batch["mask"])
         prediction = model(noisy, steps, batch["landmarks"], batch["condition"]).sample
-        scores[f"x0@{t}"] = psnr(predicted_original(scheduler, prediction, noisy, steps, model.config.prediction_type))
+        score(f"x0@{t}", predicted_original(scheduler, prediction, noisy, steps, model.config.prediction_type))
     model.train()
     return scores
 

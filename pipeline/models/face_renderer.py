@@ -51,6 +51,8 @@ HULL_POINTS = JAW[1:16]
 HULL_MARGIN = 0.15
 #: Width of the soft edge of the blending mask, inter-ocular units.
 FEATHER = 0.08
+#: Width of the soft edge around the inside of the mouth (:func:`inside_mouth_weight`), inter-ocular units.
+INSIDE_FEATHER = 0.02
 
 
 @dataclass
@@ -127,6 +129,22 @@ def mouth_weight(
     cv2.fillConvexPoly(hull, corners, 1, cv2.LINE_8, 4)
     outside = cv2.distanceTransform(1 - hull, cv2.DIST_L2, 5)  # pixels to the lips (0 inside)
     return _smoothstep(margin * iod, (margin - FEATHER) * iod, outside).astype(np.float32)
+
+
+def inside_mouth_weight(
+    points: np.ndarray, shape: tuple[int, int], origin: tuple[float, float] = (0.0, 0.0)
+) -> np.ndarray:
+    """``(h, w)`` float32 weight: one inside the inner lips' convex hull (the teeth and the dark of an open mouth),
+    fading to zero within ``INSIDE_FEATHER`` inter-ocular units outside it (same grid conventions as
+    :func:`region_masks`)."""
+    points = np.asarray(points, dtype=np.float64)
+    iod = max(float(inter_ocular(points)), 1e-6)
+    local = points[list(INNER_LIP)] - np.asarray(origin, dtype=np.float64)
+    hull = np.zeros(shape, np.uint8)
+    corners = np.round(cv2.convexHull(local.astype(np.float32)) * 16).astype(np.int32)
+    cv2.fillConvexPoly(hull, corners, 1, cv2.LINE_8, 4)
+    outside = cv2.distanceTransform(1 - hull, cv2.DIST_L2, 5)  # pixels to the inside of the mouth (0 inside)
+    return _smoothstep(INSIDE_FEATHER * iod, 0.0, outside).astype(np.float32)
 
 
 def landmark_map(points: np.ndarray, resolution: int) -> np.ndarray:

@@ -13,7 +13,10 @@
    computed from the frame's landmarks in output pixels, so the warp frame's own detail stays where the model leaves
    it alone (an upscaled model crop would soften it); the mask is exactly zero on and above the line through the nose
    tip, so the upper face is the warp frame's, pixel for pixel, and with ``mouth_margin`` it is also zero farther
-   than that from the lips (the pipeline's setting: only the mouth takes the refined pixels).
+   than that from the lips (the pipeline's setting: only the mouth takes the refined pixels); with
+   ``keep_mouth_inside`` it is zero inside the inner lips too, so the teeth and the dark of an open mouth stay the
+   warp frame's (the photo's own teeth moved with the lips, or the drawn ones) and the model refines the lips and
+   the skin around them.
 
 Temporal state and chunking: the model also sees the previous output crop (with Gaussian noise of level
 ``previous_noise``, from a noise image drawn at ``prepare``, as in training; ``previous_noise=None`` never shows it
@@ -44,6 +47,7 @@ from ..models.face_renderer import (
     add_masked_noise,
     condition_channels,
     from_model_pixels,
+    inside_mouth_weight,
     mouth_weight,
     normalise_landmarks,
     region_masks,
@@ -87,6 +91,7 @@ class DiffusionRenderer:
         mouth_margin: when given, only the mouth and the skin within this many inter-ocular units of the lips take
             the refined pixels (feathered); the rest of the lower face stays the warp frame's. None: the whole
             generated region is pasted.
+        keep_mouth_inside: the inside of the mouth (within the inner lips, feathered) keeps the warp frame's pixels.
     """
 
     def __init__(
@@ -101,6 +106,7 @@ class DiffusionRenderer:
         previous_noise: float | None = 0.25,
         mouth_fill: bool = True,
         mouth_margin: float | None = None,
+        keep_mouth_inside: bool = False,
     ) -> None:
         if previous_noise is not None and not 0.0 <= float(previous_noise) < 1.0:
             raise ValueError(f"previous_noise must be in [0, 1) or None; got {previous_noise}.")
@@ -122,6 +128,7 @@ class DiffusionRenderer:
         self.generator = generator
         self.previous_noise = None if previous_noise is None else float(previous_noise)
         self.mouth_margin = None if mouth_margin is None else float(mouth_margin)
+        self.keep_mouth_inside = bool(keep_mouth_inside)
         self.warp = WarpRenderer(size, full, mouth_fill)
         self.size, self.full = self.warp.size, self.warp.full
         self.crop_warp = WarpRenderer(self.resolution, False, mouth_fill)
@@ -183,7 +190,7 @@ class DiffusionRenderer:
             refined = self.refine(ctx, crops[t], points[t], ctx.previous)
             ctx.previous, ctx.frames_rendered = refined, ctx.frames_rendered + 1
             change = refined.astype(np.float32) - crops[t].astype(np.float32)
-            _paste(out[t], change, out_points[t], ctx.to_output, self.mouth_margin)
+            _paste(out[t], change, out_points[t], ctx.to_output, self.mouth_margin, self.keep_mouth_inside)
         return out
 
     def _num_steps(self) -> int:
@@ -235,10 +242,11 @@ def _compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
 
 
 def _paste(frame: np.ndarray, change: np.ndarray, points: np.ndarray, to_output: np.ndarray,
-           mouth_margin: float | None = None) -> None:
+           mouth_margin: float | None = None, keep_mouth_inside: bool = False) -> None:
     """Add the model's ``change`` (refined crop minus the warp crop it refined, ``(R, R, 3)`` float32, model-crop
-    pixels) to the output ``frame`` (in place), weighted by the soft region mask of ``points`` (output pixels) and
-    narrowed to the mouth by ``mouth_margin`` when given; only pixels with a nonzero weight change.
+    pixels) to the output ``frame`` (in place), weighted by the soft region mask of ``points`` (output pixels),
+    narrowed to the mouth by ``mouth_margin`` when given and kept off the inside of the mouth with
+    ``keep_mouth_inside``; only pixels with a nonzero weight change.
 
     Adding the change rather than pasting the refined crop keeps the output-size warp frame's own detail where the
     model leaves the crop alone: a 128-pixel crop pasted into a 256-pixel frame would be an upscaled, softer mouth
@@ -253,6 +261,8 @@ def _paste(frame: np.ndarray, change: np.ndarray, points: np.ndarray, to_output:
     soft = region_masks(points, (y1 - y0, x1 - x0), origin=(x0, y0))[0]
     if mouth_margin is not None:
         soft *= mouth_weight(points, (y1 - y0, x1 - x0), origin=(x0, y0), margin=mouth_margin)
+    if keep_mouth_inside:
+        soft *= 1.0 - inside_mouth_weight(points, (y1 - y0, x1 - x0), origin=(x0, y0))
     inside = soft > 0
     if not inside.any():
         return

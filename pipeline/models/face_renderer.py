@@ -28,6 +28,7 @@ Pixels are in ``[-1, 1]``; images enter as ``(B, C, H, W)``.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import cv2
@@ -116,18 +117,26 @@ def region_masks(
     return (soft * hard).astype(np.float32), hard.astype(np.float32)
 
 
+def _hull_distance(
+    points: np.ndarray, outline: Iterable[int], shape: tuple[int, int], origin: tuple[float, float]
+) -> tuple[np.ndarray, float]:
+    """Pixels from each grid cell to the convex hull of ``points[outline]`` (0 inside), ``(h, w)`` float32, and the
+    face's inter-ocular distance in pixels."""
+    points = np.asarray(points, dtype=np.float64)
+    iod = max(float(inter_ocular(points)), 1e-6)
+    local = points[list(outline)] - np.asarray(origin, dtype=np.float64)
+    hull = np.zeros(shape, np.uint8)
+    corners = np.round(cv2.convexHull(local.astype(np.float32)) * 16).astype(np.int32)
+    cv2.fillConvexPoly(hull, corners, 1, cv2.LINE_8, 4)
+    return cv2.distanceTransform(1 - hull, cv2.DIST_L2, 5), iod
+
+
 def mouth_weight(
     points: np.ndarray, shape: tuple[int, int], origin: tuple[float, float] = (0.0, 0.0), *, margin: float
 ) -> np.ndarray:
     """``(h, w)`` float32 weight: one within ``margin - FEATHER`` inter-ocular units of the outer lips' convex hull,
     fading to zero at ``margin`` (same grid conventions as :func:`region_masks`)."""
-    points = np.asarray(points, dtype=np.float64)
-    iod = max(float(inter_ocular(points)), 1e-6)
-    local = points[list(OUTER_LIP)] - np.asarray(origin, dtype=np.float64)
-    hull = np.zeros(shape, np.uint8)
-    corners = np.round(cv2.convexHull(local.astype(np.float32)) * 16).astype(np.int32)
-    cv2.fillConvexPoly(hull, corners, 1, cv2.LINE_8, 4)
-    outside = cv2.distanceTransform(1 - hull, cv2.DIST_L2, 5)  # pixels to the lips (0 inside)
+    outside, iod = _hull_distance(points, OUTER_LIP, shape, origin)
     return _smoothstep(margin * iod, (margin - FEATHER) * iod, outside).astype(np.float32)
 
 
@@ -137,13 +146,7 @@ def inside_mouth_weight(
     """``(h, w)`` float32 weight: one inside the inner lips' convex hull (the teeth and the dark of an open mouth),
     fading to zero within ``INSIDE_FEATHER`` inter-ocular units outside it (same grid conventions as
     :func:`region_masks`)."""
-    points = np.asarray(points, dtype=np.float64)
-    iod = max(float(inter_ocular(points)), 1e-6)
-    local = points[list(INNER_LIP)] - np.asarray(origin, dtype=np.float64)
-    hull = np.zeros(shape, np.uint8)
-    corners = np.round(cv2.convexHull(local.astype(np.float32)) * 16).astype(np.int32)
-    cv2.fillConvexPoly(hull, corners, 1, cv2.LINE_8, 4)
-    outside = cv2.distanceTransform(1 - hull, cv2.DIST_L2, 5)  # pixels to the inside of the mouth (0 inside)
+    outside, iod = _hull_distance(points, INNER_LIP, shape, origin)
     return _smoothstep(INSIDE_FEATHER * iod, 0.0, outside).astype(np.float32)
 
 

@@ -68,7 +68,7 @@ from training.checkpointing import save_into_pipeline  # noqa: E402
 from training.data.prepare_renderer_data import RendererClip, find_clips  # noqa: E402
 
 logger = logging.getLogger("train_renderer")
-MOUTH_MARGIN = DIFFUSION_SETTINGS["mouth_margin"]  # the part of the model's change the pipeline pastes
+MOUTH_MARGIN = DIFFUSION_SETTINGS["mouth_margin"]  # the pipeline pastes the model's change this close to the lips
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -120,8 +120,8 @@ def mirror_sample(images: list[np.ndarray | None], points: np.ndarray, resolutio
 def make_example(clip: RendererClip, t: int, keep_previous: bool, flip: bool, previous_noise: float = 0.0,
                  rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
     """The model inputs and target of frame ``t`` of ``clip``, as the renderer would build them; the real previous
-    frame (if kept) gets Gaussian noise of level ``previous_noise`` (drawn from ``rng``). ``mouth`` weighs the part
-    of the region the pipeline pastes (``MOUTH_MARGIN``), for the validation's mouth PSNR."""
+    frame (if kept) gets Gaussian noise of level ``previous_noise`` (drawn from ``rng``). ``mouth`` weighs the mouth
+    (the lips, their inside and ``MOUTH_MARGIN`` around them), for the validation's mouth PSNR."""
     r = clip.frames.shape[1]
     target, warp, reference = clip.frames[t], clip.warp[t], clip.frames[clip.reference_index]
     previous = clip.frames[t - 1] if keep_previous and t > 0 else None

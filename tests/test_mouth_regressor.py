@@ -59,6 +59,30 @@ def test_smoothing_is_a_gaussian_over_the_filters_opening():
     with pytest.raises(ValueError, match="smoothing"):
         MouthOpeningRegressor(smoothing=-1.0)
 
+
+def test_dead_zone_shuts_the_smallest_openings_and_lowers_the_rest_by_it(tmp_path):
+    """With ``dead_zone`` d the opening is max(opening - d, 0): openings under d become shut lips (0) and wider ones
+    keep their shape, d lower; the setting is saved with the model and a negative one is refused."""
+    torch.manual_seed(0)
+    plain = MouthOpeningRegressor(context=2, smoothing=0.8).eval()
+    zoned = MouthOpeningRegressor(context=2, smoothing=0.8, dead_zone=0.02).eval()
+    zoned.load_state_dict(plain.state_dict())
+    with torch.no_grad():
+        plain.filter.weight.mul_(0.05)  # openings of a few hundredths, as real ones are
+        zoned.filter.weight.copy_(plain.filter.weight)
+        features = torch.randn(60, 320)
+        before, after = plain(features).numpy(), zoned(features).numpy()
+    small, wide = (before > 0) & (before <= 0.02), before > 0.02
+    assert small.any() and wide.any()
+    assert np.all(after[small] == 0) and np.allclose(after[wide], before[wide] - 0.02, atol=1e-6)
+    assert (after == 0).sum() > (before == 0).sum()
+    zoned.save_pretrained(tmp_path / "m")
+    again = MouthOpeningRegressor.from_pretrained(tmp_path / "m", use_safetensors=True).eval()
+    assert again.config.dead_zone == 0.02 and np.allclose(again(features).detach().numpy(), after)
+    with pytest.raises(ValueError, match="dead_zone"):
+        MouthOpeningRegressor(dead_zone=-0.01)
+
+
 def _example(audio: np.ndarray, opening: np.ndarray, neutral: np.ndarray, name: str) -> Example:
     canonical = np.repeat(neutral[None], len(opening), axis=0)
     canonical[:, [65, 66, 67], 1] += opening[:, None]  # the lower inner lip drops by the opening

@@ -6,7 +6,9 @@ blur which sound opens the mouth). This model is that conditional mean for one n
 opening in inter-ocular units above the face at rest: a linear filter over the speech features of the surrounding
 frames (``2 * context + 1`` video frames), fitted by ridge regression on real talking clips
 (``training/train_mouth_regressor.py``) and scaled so its spread matches the real mouths', then smoothed over time
-(lips move slower than a per-frame linear filter jitters). The pipeline mixes it
+(lips move slower than a per-frame linear filter jitters), and lowered by a small dead zone so that lips it brings
+within that distance of touching touch (a conditional mean seldom reaches a full closure: the 40-100 ms of an m, b or
+p come out as a shallow dip). The pipeline mixes it
 with the sampled mouth (:func:`pipeline.landmarks.blend_mouth_opening`), as SadTalker keeps a deterministic lip
 network beside a sampled pose.
 
@@ -47,16 +49,20 @@ class MouthOpeningRegressor(ModelMixin, ConfigMixin):
         context (`int`): video frames seen on each side of the predicted one.
         smoothing (`float`): standard deviation, in video frames, of the Gaussian that smooths the opening over time
             (0: none).
+        dead_zone (`float`): inter-ocular units taken off the smoothed opening before it is kept at 0 or above, so
+            openings that small shut the lips (0: none).
         speech_encoder (`dict`, *optional*): the ``transformers.WhisperConfig`` arguments of the Whisper encoder whose
             hidden states after each layer, concatenated, are the features; without it they are the log-mel bands.
     """
 
     @register_to_config
     def __init__(self, in_channels: int = 80, sub_frames: int = 4, context: int = 5,
-                 speech_encoder: dict[str, Any] | None = None, smoothing: float = 0.0) -> None:
+                 speech_encoder: dict[str, Any] | None = None, smoothing: float = 0.0, dead_zone: float = 0.0) -> None:
         super().__init__()
         if smoothing < 0:
             raise ValueError(f"smoothing must be >= 0 frames, not {smoothing}")
+        if dead_zone < 0:
+            raise ValueError(f"dead_zone must be >= 0 inter-ocular units, not {dead_zone}")
         self.filter = nn.Conv1d(in_channels, 1, kernel_size=2 * context + 1)
         self.encoder = None
         if speech_encoder is not None:
@@ -83,7 +89,7 @@ class MouthOpeningRegressor(ModelMixin, ConfigMixin):
         assert x.shape[-1] == self.feature_dim, f"expected {self.feature_dim} features a frame, got {x.shape[-1]}"
         bands = x.reshape(*x.shape[:2], self.config.sub_frames, self.config.in_channels).mean(dim=2)  # (B, T, C)
         padded = F.pad(bands.transpose(1, 2), (self.config.context,) * 2, mode="replicate")  # (B, C, T + 2c)
-        opening = self.smooth(self.filter(padded)[:, 0]).clamp(min=0.0)  # (B, T)
+        opening = (self.smooth(self.filter(padded)[:, 0]) - self.config.dead_zone).clamp(min=0.0)  # (B, T)
         return opening[0] if single else opening
 
     def smooth(self, opening: torch.Tensor) -> torch.Tensor:

@@ -253,6 +253,35 @@ def test_silent_frames_and_the_silent_mouth():
     assert np.isnan(silent_opening(pred, real, np.zeros(63, bool)))
 
 
+def test_lip_closures_count_the_real_brief_closures_the_prediction_shares():
+    """Of the real lips' brief closures (runs of at most 8 touching frames inside the clip), the share where the
+    prediction touches too, a frame early or late included; a long pause and a clip that starts closed do not count,
+    a mouth that never shuts scores 0, and a clip without a brief closure is NaN."""
+    from training.metrics import lip_closures
+
+    face = mean_face()[:, :2]
+    opening = np.full(60, 0.08)
+    opening[:3] = 0.0  # the clip starts closed: not a closure within speech
+    opening[10:12] = 0.0  # an m
+    opening[30:33] = 0.01  # a b, lips within 0.02 of rest
+    opening[45:57] = 0.0  # a pause of 12 frames: too long
+    real = np.repeat(face[None], 60, axis=0)
+    real[:, [65, 66, 67], 1] += opening[:, None]
+    assert lip_closures(real, real, face, face) == 1.0
+    shifted = np.roll(real, 1, axis=0)  # a frame late still touches on the closure's frames or beside them
+    assert lip_closures(shifted, real, face, face) == 1.0
+    one = real.copy()
+    one[30:33, [65, 66, 67], 1] = face[[65, 66, 67], 1] + 0.05  # misses the b
+    assert lip_closures(one, real, face, face) == 0.5
+    wide = np.repeat(face[None], 60, axis=0)
+    wide[:, [65, 66, 67], 1] += 0.05
+    assert lip_closures(wide, real, face, face) == 0.0
+    open_rest = face.copy()
+    open_rest[[65, 66, 67], 1] += 0.05  # measured above its own rest face, a mouth that open there is shut
+    assert lip_closures(wide, real, open_rest, face) == 1.0
+    assert np.isnan(lip_closures(real, wide, face, face))
+
+
 def test_dynamics_and_sync_gap():
     """A prediction half as lively as the real mouth scores 0.5; a mouth that opens with the loudness has no sync
     gap on voiced frames, one that never moves has the mean loudness there."""

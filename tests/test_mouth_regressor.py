@@ -83,6 +83,42 @@ def test_dead_zone_shuts_the_smallest_openings_and_lowers_the_rest_by_it(tmp_pat
         MouthOpeningRegressor(dead_zone=-0.01)
 
 
+def test_closure_filter_takes_its_chance_times_the_depth_off_the_opening(tmp_path):
+    """With ``closure_depth`` d the opening is max(smoothed opening - dead zone - d * smoothed sigmoid(closure
+    logit), 0): where the closure filter is sure the lips touch it shuts them, where it is sure they do not it
+    changes nothing. Models without a depth carry no closure filter (older checkpoints load as before); the filter
+    is saved with the model and a negative depth is refused."""
+    torch.manual_seed(0)
+    plain = MouthOpeningRegressor(context=2, smoothing=0.8, dead_zone=0.01).eval()
+    assert plain.closure_filter is None
+    closing = MouthOpeningRegressor(context=2, smoothing=0.8, dead_zone=0.01, closure_depth=0.04).eval()
+    closing.load_state_dict(plain.state_dict(), strict=False)
+    features = torch.randn(60, 320)
+    with torch.no_grad():
+        plain.filter.weight.mul_(0.05)
+        plain.filter.bias.fill_(0.06)  # openings around 0.05 after the dead zone
+        closing.filter.weight.copy_(plain.filter.weight)
+        closing.filter.bias.copy_(plain.filter.bias)
+        before = plain(features).numpy()
+        closing.closure_filter.weight.zero_()
+        closing.closure_filter.bias.fill_(-30.0)  # sure the lips are apart
+        assert np.allclose(closing(features).numpy(), before, atol=1e-6)
+        closing.closure_filter.bias.fill_(30.0)  # sure they touch
+        assert np.allclose(closing(features).numpy(), np.maximum(before - 0.04, 0.0), atol=1e-6)
+        closing.closure_filter.weight.normal_(0.0, 0.05)
+        closing.closure_filter.bias.zero_()
+        padded = torch.nn.functional.pad(features.reshape(60, 4, 80).mean(1).T[None], (2, 2), mode="replicate")
+        chance = closing.smooth(closing.closure_filter(padded)[:, 0].sigmoid())[0].numpy()
+        after = closing(features).numpy()
+    assert np.allclose(after, np.maximum(before - 0.04 * chance, 0.0), atol=1e-6)
+    assert 0.1 < chance.min() and chance.max() < 0.9  # a real mix of chances, not the two ends again
+    closing.save_pretrained(tmp_path / "m")
+    again = MouthOpeningRegressor.from_pretrained(tmp_path / "m", use_safetensors=True).eval()
+    assert again.config.closure_depth == 0.04 and np.allclose(again(features).detach().numpy(), after)
+    with pytest.raises(ValueError, match="closure_depth"):
+        MouthOpeningRegressor(closure_depth=-0.01)
+
+
 def _example(audio: np.ndarray, opening: np.ndarray, neutral: np.ndarray, name: str) -> Example:
     canonical = np.repeat(neutral[None], len(opening), axis=0)
     canonical[:, [65, 66, 67], 1] += opening[:, None]  # the lower inner lip drops by the opening
@@ -110,6 +146,39 @@ def test_ridge_fit_learns_an_opening_that_follows_loudness(astronaut_landmarks):
     predicted = model.eval()(torch.from_numpy(LogMelFeatures()(audio, 25.0))).detach().numpy()
     assert np.corrcoef(predicted, opening)[0, 1] > 0.8
     assert predicted.std() == pytest.approx(opening.std(), rel=0.5)
+
+
+def test_closure_fit_tells_touching_lips_from_parted_ones(astronaut_landmarks):
+    """Speech whose loudness swells and fades, with lips that touch while it is quiet: the closure filter's chance
+    is high where they touch and low where they part, on a recording it has not seen, and the fit refuses a config
+    without its settings and data where the lips never touch."""
+    from pipeline.audio import LogMelFeatures
+
+    neutral = closed_mouth(np.asarray(astronaut_landmarks, dtype=np.float32)[:, :2] / 100.0)
+
+    def clip(seed: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        envelope = np.repeat(np.clip(np.sin(np.arange(60) / rng.uniform(1.5, 3.0)), 0.05, 1), 640)
+        audio = (speechlike(2.4, seed=seed) * envelope).astype(np.float32)
+        return audio, np.where(envelope[::640] > 0.3, 0.1 * envelope[::640], 0.0).astype(np.float32)
+
+    examples = [_example(*clip(s), neutral, f"c{s}") for s in range(4)]
+    model = MouthOpeningRegressor(context=2, closure_depth=0.05)
+    stats = fit(examples, model, ridge=10.0, closure={"touch": 0.005, "regularisation": 1.0})
+    assert 0.1 < stats["touching_share"] < 0.9
+    assert stats["closure_chance_touching"] > stats["closure_chance_apart"] + 0.3
+    audio, opening = clip(9)
+    bands = LogMelFeatures()(audio, 25.0).reshape(60, 4, 80).mean(1)
+    padded = torch.nn.functional.pad(torch.from_numpy(bands).T[None], (2, 2), mode="replicate")
+    with torch.no_grad():
+        chance = model.closure_filter(padded)[0, 0].sigmoid().numpy()
+    assert chance[opening == 0].mean() > chance[opening > 0].mean() + 0.3
+    with pytest.raises(SystemExit, match="closure section"):
+        fit(examples, MouthOpeningRegressor(context=2, closure_depth=0.05), ridge=10.0)
+    parted = [_example(audio, np.linspace(0.03, 0.08, 60, dtype=np.float32), neutral, "open")]
+    with pytest.raises(SystemExit, match="nothing to fit"):
+        fit(parted, MouthOpeningRegressor(context=2, closure_depth=0.05), ridge=10.0,
+            closure={"touch": 0.005, "regularisation": 1.0})
 
 
 def _with_regressor(blend: float) -> TalkingFacePipeline:

@@ -46,7 +46,7 @@ from pipeline.audio import SAMPLE_RATE, make_audio_features  # noqa: E402
 from pipeline.defaults import DEFAULT_MOUTH_BLEND, DEFAULT_STEPS  # noqa: E402
 from pipeline.landmarks import blend_mouth_opening, opening_weights  # noqa: E402
 from training.data.format import Example, find_examples  # noqa: E402
-from training.metrics import landmark_jitter, mouth_aperture, score, sync_gap  # noqa: E402
+from training.metrics import landmark_jitter, lip_closures, mouth_aperture, score, sync_gap  # noqa: E402
 
 #: Energy-to-opening gain (IOD at full normalised energy) used when no training data is given to fit it;
 #: about what the 10 training clips of ``../shared/data/clips`` give (0.097).
@@ -66,7 +66,8 @@ VOICED_ENERGY = 0.5
 COLUMNS = (("r0", "r@0", "{:.3f}"), ("best_r", "best r", "{:.3f}"), ("best_lag", "lag", "{:+.1f}"),
            ("lmd_motion", "LMD-motion", "{:.4f}"), ("lmd", "LMD", "{:.4f}"), ("jitter", "jitter", "{:.4f}"),
            ("silent_opening", "silent +open", "{:+.4f}"), ("lip_dynamics", "lip dyn", "{:.2f}"),
-           ("brow_dynamics", "brow dyn", "{:.2f}"), ("sync_gap", "sync gap", "{:.3f}"))
+           ("brow_dynamics", "brow dyn", "{:.2f}"), ("sync_gap", "sync gap", "{:.3f}"),
+           ("lip_closures", "closures", "{:.2f}"))
 
 Predictor = Callable[[Example], np.ndarray]
 
@@ -241,7 +242,9 @@ def evaluate(examples: list[Example], predictors: dict[str, Predictor], max_lag:
                            "median": _summary(clips, np.nanmedian)}
     real = {ex.name: {"frames": len(ex.canonical), "r0": 1.0, "best_r": 1.0, "best_lag": 0, "lmd_motion": 0.0,
                       "lmd": 0.0, "jitter": landmark_jitter(ex.canonical), "silent_opening": 0.0,
-                      "lip_dynamics": 1.0, "brow_dynamics": 1.0,  # the real track's own sync gap:
+                      "lip_dynamics": 1.0, "brow_dynamics": 1.0,
+                      "lip_closures": lip_closures(ex.canonical, ex.canonical, ex.neutral, ex.neutral),
+                      # the real track's own sync gap:
                       "sync_gap": sync_gap(ex.canonical, loudness[ex.name], loudness[ex.name] >= VOICED_ENERGY),
                       "aperture_mean": float(mouth_aperture(ex.canonical).mean()),
                       "aperture_std": float(mouth_aperture(ex.canonical).std())} for ex in examples}
@@ -286,7 +289,9 @@ def format_table(results: dict, title: str, notes: list[str]) -> str:
               "how much wider the mouth is than the real one in silence (runs of 200 ms or more 27 dB under the "
               "loud frames), IOD (nan: no silence in the clip); lip dyn / brow dyn: spread of the frame-to-frame "
               "changes of the mouth opening / brow height over the real video's (1 = as lively); sync gap: mean "
-              "|openness - loudness| on voiced frames, both 0..1 (lower is closer; the real video has its own)."]
+              "|openness - loudness| on voiced frames, both 0..1 (lower is closer; the real video has its own); "
+              "closures: share of the real lips' brief closures (runs of up to 8 frames within 0.02 IOD of rest: "
+              "m, b, p, stops) on which the predicted lips touch too (nan: none in the clip)."]
     return "\n".join(lines) + "\n"
 
 

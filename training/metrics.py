@@ -12,6 +12,8 @@ mean the same thing for every face, photo size and head pose.
 * :func:`landmark_jitter`: frame-to-frame roughness (mean second difference).
 * :func:`silent_opening`, :func:`dynamics`, :func:`sync_gap`: the mouth in silence, how lively mouth and brows are
   next to the real ones, and THEval's landmark-only lip sync (openness against loudness on voiced frames).
+* :func:`lip_closures`: of the brief closures of the real lips (an m, b or p, a stop), the share on which the
+  predicted lips touch too: closure rate without a transcript.
 """
 
 from __future__ import annotations
@@ -136,6 +138,29 @@ def silent_opening(pred: np.ndarray, real: np.ndarray, silent: np.ndarray) -> fl
     return float((mouth_aperture(pred) - mouth_aperture(real))[silent].mean())
 
 
+#: Mouth opening above the face at rest (IOD) at or under which the lips count as touching (as bench/bilabial.py).
+TOUCH = 0.02
+#: Longest run of touching frames that counts as a brief closure within speech (8 frames: 320 ms at 25 fps).
+BRIEF_CLOSURE_FRAMES = 8
+
+
+def lip_closures(pred: np.ndarray, real: np.ndarray, pred_neutral: np.ndarray, real_neutral: np.ndarray,
+                 touch: float = TOUCH, longest: int = BRIEF_CLOSURE_FRAMES) -> float:
+    """The share of the real lips' brief closures on which the predicted lips touch too: a closure is a run of at
+    most ``longest`` frames, not at either end of the clip, where the real opening above its rest face is at most
+    ``touch``; the prediction touches on it when its own opening above rest is at most ``touch`` on one of those
+    frames or the frame either side. NaN when the real lips never close briefly."""
+    opening = mouth_aperture(real) - mouth_aperture(real_neutral)[0]
+    predicted = mouth_aperture(pred) - mouth_aperture(pred_neutral)[0]
+    touching = np.concatenate([[False], opening <= touch, [False]])
+    edges = np.flatnonzero(np.diff(touching.astype(np.int8)))
+    runs = [(start, end) for start, end in zip(edges[::2], edges[1::2], strict=True)
+            if end - start <= longest and start > 0 and end < len(opening)]
+    if not runs:
+        return float("nan")
+    return float(np.mean([predicted[max(0, start - 1):end + 1].min() <= touch for start, end in runs]))
+
+
 def brow_height(canonical: np.ndarray) -> np.ndarray:
     """Brows above the eyes per frame ``(T,)`` (IOD; y points down, so raised brows give smaller values)."""
     c = _track(canonical)
@@ -183,6 +208,7 @@ def score(pred: np.ndarray, real: np.ndarray, pred_neutral: np.ndarray, real_neu
         "jitter": landmark_jitter(pred),
         "lip_dynamics": dynamics(mouth_aperture(pred), mouth_aperture(real)),
         "brow_dynamics": dynamics(brow_height(pred), brow_height(real)),
+        "lip_closures": lip_closures(pred, real, pred_neutral, real_neutral),
         "aperture_mean": float(mouth_aperture(pred).mean()),
         "aperture_std": float(mouth_aperture(pred).std()),
         **extra,

@@ -8,9 +8,11 @@ the speech features of the surrounding frames, each feature scaled to unit varia
 the hidden states of the Whisper encoder in the config's ``speech_encoder`` folder (made by
 ``training/convert_whisper_encoder.py``; the regressor carries a copy), or the log-mel bands without one. The fitted
 filter is scaled so that its predictions spread as much as the real openings do (the ridge fit alone is the
-conditional mean, flatter than any real mouth), and written into the pipeline in ``final_dir`` with
-``save_pretrained``, beside the other components already there. Mirrored copies (``*-mirror``) are skipped: they carry
-the same audio and the same opening.
+conditional mean, flatter than any real mouth). When the model has a ``closure_depth``, a second filter over the same
+rows, the closure filter, is fitted by L2-regularised logistic regression (scikit-learn, deterministic) to tell the
+frames where the real lips touch (opening at or under the config's ``closure.touch``) from the rest. The model is
+written into the pipeline in ``final_dir`` with ``save_pretrained``, beside the other components already there.
+Mirrored copies (``*-mirror``) are skipped: they carry the same audio and the same opening.
 """
 
 from __future__ import annotations
@@ -51,29 +53,71 @@ def band_context(features: np.ndarray, model: MouthOpeningRegressor) -> np.ndarr
     return np.concatenate([padded[i:i + len(bands)] for i in range(2 * c + 1)], axis=1)
 
 
-def fit(examples: list[Example], model: MouthOpeningRegressor, ridge: float) -> dict[str, float]:
-    """Set ``model``'s filter to the ridge fit over ``examples``; returns the fit's statistics."""
+def design(examples: list[Example], model: MouthOpeningRegressor) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Each example's :func:`band_context` rows of ``model``'s features and its real opening above rest ``(T,)``."""
     rows, targets = [], []
     for ex in examples:
         features = model.features(ex.audio, ex.fps)[: len(ex.canonical)]
         rows.append(band_context(features, model))
         targets.append((mouth_aperture(ex.canonical) - mouth_aperture(ex.neutral)[0])[: len(features)])
+    return rows, targets
+
+
+def _standardise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``x`` scaled to zero mean and unit variance per column, with the mean and scale."""
+    x_mean, x_scale = x.mean(axis=0), np.maximum(x.std(axis=0), 1e-6)
+    return (x - x_mean) / x_scale, x_mean, x_scale
+
+
+def _set_taps(conv: torch.nn.Conv1d, weights: np.ndarray, bias: float, model: MouthOpeningRegressor) -> None:
+    """Copy tap-major ``weights`` (as :func:`band_context` orders the rows) into ``conv``: tap i sees frame
+    t + i - c, giving ``(1, in_channels, 2c + 1)``."""
+    c, channels = model.config.context, model.config.in_channels
+    with torch.no_grad():
+        conv.weight.copy_(torch.from_numpy(weights.reshape(2 * c + 1, channels).T[None].copy()))
+        conv.bias.fill_(bias)
+
+
+def fit(examples: list[Example], model: MouthOpeningRegressor, ridge: float,
+        closure: dict | None = None) -> dict[str, float]:
+    """Set ``model``'s filter to the ridge fit over ``examples`` (and its closure filter, when the model has one, to
+    the logistic fit ``closure`` describes: ``touch`` and ``regularisation``); returns the fits' statistics."""
+    rows, targets = design(examples, model)
     x, y = np.concatenate(rows), np.concatenate(targets)
-    x_mean, y_mean = x.mean(axis=0), float(y.mean())
-    x_scale = np.maximum(x.std(axis=0), 1e-6)
-    scaled = (x - x_mean) / x_scale
+    scaled, x_mean, x_scale = _standardise(x)
+    y_mean = float(y.mean())
     weights = np.linalg.solve(scaled.T @ scaled + ridge * np.eye(x.shape[1]), scaled.T @ (y - y_mean)) / x_scale
     with torch.no_grad():  # as the model smooths it, clip by clip
         fitted = np.concatenate([model.smooth(torch.from_numpy((part - x_mean) @ weights)[None])[0].numpy()
                                  for part in rows])
     gain = float(y.std() / max(fitted.std(), 1e-12))  # spread like the real openings
     weights *= gain
-    c, channels = model.config.context, model.config.in_channels
-    with torch.no_grad():  # filter taps (1, in_channels, 2c + 1): tap i sees frame t + i - c
-        model.filter.weight.copy_(torch.from_numpy(weights.reshape(2 * c + 1, channels).T[None].copy()))
-        model.filter.bias.fill_(y_mean - float(x_mean @ weights))
-    return {"frames": int(len(y)), "pearson_r_in_sample": float(np.corrcoef(fitted, y)[0, 1]), "gain": gain,
-            "mean_opening": y_mean, "std_opening": float(y.std())}
+    _set_taps(model.filter, weights, y_mean - float(x_mean @ weights), model)
+    stats = {"frames": int(len(y)), "pearson_r_in_sample": float(np.corrcoef(fitted, y)[0, 1]), "gain": gain,
+             "mean_opening": y_mean, "std_opening": float(y.std())}
+    if model.closure_filter is not None:
+        if not closure:
+            raise SystemExit("the model has a closure_depth: give the config a closure section (touch, "
+                             "regularisation)")
+        stats |= fit_closure(scaled, x_mean, x_scale, y <= float(closure["touch"]), model,
+                             float(closure["regularisation"]))
+    return stats
+
+
+def fit_closure(scaled: np.ndarray, x_mean: np.ndarray, x_scale: np.ndarray, touching: np.ndarray,
+                model: MouthOpeningRegressor, regularisation: float) -> dict[str, float]:
+    """Set ``model``'s closure filter to the logistic regression of ``touching`` on the standardised rows (penalty
+    ``regularisation`` times half the squared weights, against the summed log-loss)."""
+    from sklearn.linear_model import LogisticRegression
+
+    if touching.all() or not touching.any():
+        raise SystemExit("the real lips touch on every frame or on none: nothing to fit a closure filter on")
+    classifier = LogisticRegression(C=1.0 / regularisation, max_iter=500).fit(scaled, touching)
+    weights = classifier.coef_[0] / x_scale
+    _set_taps(model.closure_filter, weights, float(classifier.intercept_[0]) - float(x_mean @ weights), model)
+    chance = classifier.predict_proba(scaled)[:, 1]
+    return {"touching_share": float(touching.mean()), "closure_chance_touching": float(chance[touching].mean()),
+            "closure_chance_apart": float(chance[~touching].mean())}
 
 
 def build_model(config: dict) -> MouthOpeningRegressor:
@@ -106,7 +150,7 @@ def main(args: argparse.Namespace) -> MouthOpeningRegressor:
     if not examples:
         raise SystemExit(f"no training examples in {config['data']}: run the training/data/prepare_*.py scripts")
     model = build_model(config)
-    stats = fit(examples, model, float(config["ridge"]))
+    stats = fit(examples, model, float(config["ridge"]), config.get("closure"))
     save_into_pipeline(Path(final), mouth_regressor=model.eval())
     info = {
         "command": "python training/train_mouth_regressor.py " + " ".join(map(shlex.quote, sys.argv[1:])),

@@ -8,7 +8,10 @@ frames (``2 * context + 1`` video frames), fitted by ridge regression on real ta
 (``training/train_mouth_regressor.py``) and scaled so its spread matches the real mouths', then smoothed over time
 (lips move slower than a per-frame linear filter jitters), and lowered by a small dead zone so that lips it brings
 within that distance of touching touch (a conditional mean seldom reaches a full closure: the 40-100 ms of an m, b or
-p come out as a shallow dip). The pipeline mixes it
+p come out as a shallow dip). A second linear filter over the same features, fitted by logistic regression on the
+frames where the real lips touch, gives the chance that they touch; the opening is lowered by ``closure_depth`` times
+that chance, so the lips shut where the voice says they do (the closure of a stop, the hum of an m) rather than only
+where the mean happens to dip. The pipeline mixes it
 with the sampled mouth (:func:`pipeline.landmarks.blend_mouth_opening`), as SadTalker keeps a deterministic lip
 network beside a sampled pose.
 
@@ -51,19 +54,26 @@ class MouthOpeningRegressor(ModelMixin, ConfigMixin):
             (0: none).
         dead_zone (`float`): inter-ocular units taken off the smoothed opening before it is kept at 0 or above, so
             openings that small shut the lips (0: none).
+        closure_depth (`float`): inter-ocular units taken off the opening where the closure filter is sure that the
+            lips touch, in proportion to its (smoothed) probability (0: no closure filter).
         speech_encoder (`dict`, *optional*): the ``transformers.WhisperConfig`` arguments of the Whisper encoder whose
             hidden states after each layer, concatenated, are the features; without it they are the log-mel bands.
     """
 
     @register_to_config
     def __init__(self, in_channels: int = 80, sub_frames: int = 4, context: int = 5,
-                 speech_encoder: dict[str, Any] | None = None, smoothing: float = 0.0, dead_zone: float = 0.0) -> None:
+                 speech_encoder: dict[str, Any] | None = None, smoothing: float = 0.0, dead_zone: float = 0.0,
+                 closure_depth: float = 0.0) -> None:
         super().__init__()
         if smoothing < 0:
             raise ValueError(f"smoothing must be >= 0 frames, not {smoothing}")
         if dead_zone < 0:
             raise ValueError(f"dead_zone must be >= 0 inter-ocular units, not {dead_zone}")
+        if closure_depth < 0:
+            raise ValueError(f"closure_depth must be >= 0 inter-ocular units, not {closure_depth}")
         self.filter = nn.Conv1d(in_channels, 1, kernel_size=2 * context + 1)
+        # the logit of "the lips touch" over the same taps (only with a closure depth: older checkpoints have none)
+        self.closure_filter = nn.Conv1d(in_channels, 1, kernel_size=2 * context + 1) if closure_depth else None
         self.encoder = None
         if speech_encoder is not None:
             from transformers import WhisperConfig
@@ -89,7 +99,10 @@ class MouthOpeningRegressor(ModelMixin, ConfigMixin):
         assert x.shape[-1] == self.feature_dim, f"expected {self.feature_dim} features a frame, got {x.shape[-1]}"
         bands = x.reshape(*x.shape[:2], self.config.sub_frames, self.config.in_channels).mean(dim=2)  # (B, T, C)
         padded = F.pad(bands.transpose(1, 2), (self.config.context,) * 2, mode="replicate")  # (B, C, T + 2c)
-        opening = (self.smooth(self.filter(padded)[:, 0]) - self.config.dead_zone).clamp(min=0.0)  # (B, T)
+        opening = self.smooth(self.filter(padded)[:, 0]) - self.config.dead_zone  # (B, T)
+        if self.closure_filter is not None:
+            opening = opening - self.config.closure_depth * self.smooth(self.closure_filter(padded)[:, 0].sigmoid())
+        opening = opening.clamp(min=0.0)
         return opening[0] if single else opening
 
     def smooth(self, opening: torch.Tensor) -> torch.Tensor:

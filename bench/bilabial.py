@@ -28,6 +28,7 @@ from pipeline.defaults import DEFAULT_MOUTH_BLEND, DEFAULT_STEPS  # noqa: E402
 from pipeline.landmarks import inner_lip_gap  # noqa: E402
 from training.data.clip_sources import HOLDOUT  # noqa: E402
 from training.data.format import Example, find_examples  # noqa: E402
+from training.metrics import TOUCH  # noqa: E402
 
 _GRID = (  # the six slots of a GRID sentence, by the letter its code uses
     {"b": "bin", "l": "lay", "p": "place", "s": "set"},
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", type=Path, default=REPO / "checkpoints")
     parser.add_argument("--mouth-blend", type=float, default=DEFAULT_MOUTH_BLEND)
     parser.add_argument("--seeds", default="0,1,2,3")
-    parser.add_argument("--touch", type=float, default=0.02, help="opening (IOD) at or under which the lips touch")
+    parser.add_argument("--touch", type=float, default=TOUCH, help="opening (IOD) at or under which the lips touch")
     parser.add_argument("--out", type=Path, default=REPO / "results" / "bilabial")
     args = parser.parse_args(argv)
 

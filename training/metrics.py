@@ -138,7 +138,7 @@ def silent_opening(pred: np.ndarray, real: np.ndarray, silent: np.ndarray) -> fl
     return float((mouth_aperture(pred) - mouth_aperture(real))[silent].mean())
 
 
-#: Mouth opening above the face at rest (IOD) at or under which the lips count as touching (as bench/bilabial.py).
+#: Mouth opening above the face at rest (IOD) at or under which the lips count as touching (also bench/bilabial.py's).
 TOUCH = 0.02
 #: Longest run of touching frames that counts as a brief closure within speech (8 frames: 320 ms at 25 fps).
 BRIEF_CLOSURE_FRAMES = 8
@@ -158,7 +158,7 @@ def lip_closures(pred: np.ndarray, real: np.ndarray, pred_neutral: np.ndarray, r
             if end - start <= longest and start > 0 and end < len(opening)]
     if not runs:
         return float("nan")
-    return float(np.mean([predicted[max(0, start - 1):end + 1].min() <= touch for start, end in runs]))
+    return float(np.mean([predicted[start - 1:end + 1].min() <= touch for start, end in runs]))  # start >= 1
 
 
 def brow_height(canonical: np.ndarray) -> np.ndarray:
